@@ -1,0 +1,23 @@
+"""The label sets of the L²-EMG benchmark: eight motion scenarios and seven emotions."""
+
+from __future__ import annotations
+
+# The paper's eight scenarios, in the paper's order (Table 1), which is also scenario order 1.
+SCENARIOS: tuple[str, ...] = (
+    "Daily Life", "Sports", "Dance", "Shows", "Game", "Animation", "Instrument Play", "Acrobatics",
+)
+
+# Ekman's six basic emotions plus neutral (DESIGN.md).
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted")
+
+# Motions per scenario in the paper's Unseen split (Table 1); the embedded generator keeps these
+# proportions when it sizes each scenario.
+PAPER_SCENARIO_COUNTS: dict[str, int] = {
+    "Daily Life": 5407, "Sports": 2191, "Dance": 2068, "Shows": 1101, "Game": 1618,
+    "Animation": 1719, "Instrument Play": 3903, "Acrobatics": 1909,
+}
+
+
+def scenario_slug(scenario: str) -> str:
+    """'Instrument Play' -> 'instrument_play' (for file names)."""
+    return scenario.lower().replace(" ", "_")
