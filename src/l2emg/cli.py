@@ -10,7 +10,9 @@ import sys
 import typer
 
 from l2emg.commands import data as data_commands
+from l2emg.commands import eval as eval_commands
 from l2emg.commands import run as run_commands
+from l2emg.commands import tokenizer as tokenizer_commands
 
 app = typer.Typer(
     name="l2emg",
@@ -24,6 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(tokenizer_commands.app, name="tokenizer")
+app.add_typer(eval_commands.app, name="eval")
 app.command(name="run")(run_commands.run)
 
 
