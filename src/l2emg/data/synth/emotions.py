@@ -1,0 +1,169 @@
+"""Emotional body language: one signature per emotion, the same in every scenario, scaled by intensity.
+
+An emotion acts on a motion in two ways:
+1. `EmotionStyle` — tempo, amplitude, stride, foot lift, bounce, crouch, sharpness: the action
+   builders read these while they build (a sad walk has short slow steps, an angry one stomps).
+2. `express` — after building: posture offsets (spine, head, shoulders, arm carriage), arm attitudes
+   (fists, arms pulled in, a warding-off hand, arms flung up), and dynamics (tremor, glancing
+   around, a startle at an onset, turning away) laid over the action's channels.
+
+Signatures (at intensity 1; intensity k in [0, 1] scales them, neutral is the baseline):
+- sad: spine flexed, head down, shoulders rounded and slumped, small slow movements.
+- happy: upright, head up, arms open, larger, faster and bouncy movements.
+- angry: forward lean, raised tense shoulders, bent elbows (fists), fast sharp movements, stomping.
+- fearful: crouched, shoulders raised, arms pulled in to the chest, tremor, glancing around.
+- surprised: leaning back, head up, arms flung up and out at a sudden onset, then recovering.
+- disgusted: head and torso turned away and leaning back, a warding-off hand, slower movements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from l2emg.data.synth.body import CH, BodyTrack
+from l2emg.data.synth.curves import smooth_noise, smoothstep
+from l2emg.data.labels import EMOTIONS
+from l2emg.motion.skeleton import FPS
+
+
+@dataclass(frozen=True)
+class EmotionStyle:
+    emotion: str
+    intensity: float
+    tempo: float = 1.0        # multiplies movement frequency / cadence
+    amplitude: float = 1.0    # multiplies movement amplitude
+    stride: float = 1.0       # multiplies step length
+    lift: float = 1.0         # multiplies foot clearance
+    bounce: float = 0.0       # extra vertical bounce (m)
+    crouch: float = 0.0       # pelvis lowered (m)
+    sharpness: float = 0.0    # 0 smooth .. 1 abrupt, square-ish movements
+    stomp: float = 0.0        # 0..1 feet come down hard
+
+
+# Full-intensity multipliers/offsets of EmotionStyle per emotion.
+_STYLE: dict[str, dict[str, float]] = {
+    "neutral": {},
+    "happy": {"tempo": 1.22, "amplitude": 1.4, "stride": 1.12, "lift": 1.4, "bounce": 0.035},
+    "sad": {"tempo": 0.68, "amplitude": 0.45, "stride": 0.68, "lift": 0.55, "crouch": 0.025},
+    "angry": {"tempo": 1.3, "amplitude": 1.25, "stride": 1.1, "lift": 1.5, "sharpness": 0.9, "stomp": 0.8},
+    "fearful": {"tempo": 0.9, "amplitude": 0.55, "stride": 0.7, "lift": 0.8, "crouch": 0.09},
+    "surprised": {"tempo": 1.05, "amplitude": 1.1},
+    "disgusted": {"tempo": 0.82, "amplitude": 0.75, "stride": 0.85},
+}
+_MULTIPLIERS = ("tempo", "amplitude", "stride", "lift")
+
+# Full-intensity posture offsets (degrees), added to every frame.
+POSTURE: dict[str, dict[str, float]] = {
+    "neutral": {},
+    "happy": {"root_pitch": -2, "spine_flex": -7, "neck_flex": -16, "l_sh_abd": 12, "r_sh_abd": 12,
+              "l_collar_elev": 3, "r_collar_elev": 3},
+    "sad": {"root_pitch": 6, "spine_flex": 24, "neck_flex": 32, "l_collar_prot": 14, "r_collar_prot": 14,
+            "l_collar_elev": -7, "r_collar_elev": -7, "l_sh_flex": -22, "r_sh_flex": -22,
+            "l_sh_abd": -5, "r_sh_abd": -5},
+    "angry": {"root_pitch": 9, "spine_flex": 9, "neck_flex": -6, "l_collar_elev": 10, "r_collar_elev": 10,
+              "l_sh_abd": 14, "r_sh_abd": 14, "l_elbow": 45, "r_elbow": 45, "l_sh_flex": -6, "r_sh_flex": -6},
+    "fearful": {"root_pitch": 8, "spine_flex": 14, "neck_flex": 2, "l_collar_elev": 18, "r_collar_elev": 18,
+                "l_collar_prot": 8, "r_collar_prot": 8},
+    "surprised": {"root_pitch": -5, "spine_flex": -9, "neck_flex": -12},
+    "disgusted": {"root_pitch": -5, "spine_flex": -5, "spine_twist": 16, "neck_turn": 34, "neck_lat": 10,
+                  "neck_flex": -6},
+}
+
+# Arm attitudes (channel targets) that free arms are pulled towards, with a weight at intensity 1.
+_FEAR_ARMS = {"sh_flex": 28.0, "sh_abd": 4.0, "sh_twist": 0.0, "elbow": 105.0}
+_FLING_ARMS = {"sh_flex": 95.0, "sh_abd": 75.0, "sh_twist": 30.0, "elbow": 35.0}
+_WARD_ARM = {"sh_flex": 60.0, "sh_abd": 10.0, "sh_twist": 35.0, "elbow": 75.0}
+ARM_KEYS = ("sh_flex", "sh_abd", "sh_twist", "elbow")
+
+
+def sample_intensity(emotion: str, rng: np.random.Generator) -> float:
+    """Neutral has intensity 0; other emotions are clearly expressed: k ~ U(0.55, 1)."""
+    return 0.0 if emotion == "neutral" else float(rng.uniform(0.55, 1.0))
+
+
+def emotion_style(emotion: str, intensity: float) -> EmotionStyle:
+    if emotion not in EMOTIONS:
+        raise ValueError(f"unknown emotion {emotion!r}")
+    k = float(intensity)
+    values = {}
+    for key, full in _STYLE[emotion].items():
+        values[key] = 1.0 + k * (full - 1.0) if key in _MULTIPLIERS else k * full
+    return EmotionStyle(emotion=emotion, intensity=k, **values)
+
+
+def _blend_arm(track: BodyTrack, side: str, target: dict[str, float], weight: np.ndarray) -> None:
+    for key in ARM_KEYS:
+        name = f"{side}_{key}"
+        track.set(name, (1 - weight) * track.get(name) + weight * target[key])
+
+
+def express(track: BodyTrack, style: EmotionStyle, rng: np.random.Generator,
+            free_arms: tuple[str, ...], airborne: np.ndarray | None = None) -> BodyTrack:
+    """Lay the emotion's posture, arm attitude and dynamics over a built action (in place).
+
+    free_arms: the sides ("l", "r") whose arms the action does not need; they take the emotion's
+    arm attitude fully, busy arms partly. airborne: (T,) bool, frames where the pelvis is in flight
+    (no crouch or bounce added there).
+    """
+    k = style.intensity
+    emotion = style.emotion
+    num = track.num_frames
+    t = np.arange(num) / FPS
+    ground = np.ones(num) if airborne is None else 1.0 - airborne.astype(float)
+
+    def arm_weight(side: str) -> float:
+        return 1.0 if side in free_arms else 0.4
+
+    for name, value in POSTURE[emotion].items():
+        track.add(name, k * value)
+
+    if emotion == "sad":
+        track.pelvis[:, 1] -= style.crouch * ground
+    elif emotion == "happy":
+        beat = 2.0 * style.tempo
+        track.pelvis[:, 1] -= style.bounce * np.abs(np.sin(np.pi * beat * t + rng.uniform(0, np.pi))) * ground
+    elif emotion == "angry":
+        track.add("neck_turn", 3.0 * k * smooth_noise(rng, t, 0.8))
+    elif emotion == "fearful":
+        track.pelvis[:, 1] -= style.crouch * ground
+        for side in ("l", "r"):
+            _blend_arm(track, side, _FEAR_ARMS, np.full(num, 0.75 * k * arm_weight(side)))
+        # Tremor (~8 Hz) on arms, head and trunk; glancing around with the head.
+        for name, amp in (("l_sh_flex", 2.5), ("r_sh_flex", 2.5), ("l_elbow", 3.0), ("r_elbow", 3.0),
+                          ("neck_flex", 1.5), ("spine_twist", 1.0), ("neck_lat", 1.5)):
+            track.add(name, k * amp * smooth_noise(rng, t, 8.0))
+        track.add("neck_turn", k * 38.0 * smooth_noise(rng, t, 0.45, octaves=2))
+    elif emotion == "surprised":
+        onset = rng.uniform(0.2, 0.45) * t[-1] if num > 1 else 0.0
+        rise = smoothstep((t - onset) / 0.18)
+        decay = 0.45 + 0.55 * np.exp(-np.maximum(t - onset - 0.18, 0.0) / 1.0)
+        startle = k * rise * decay                                  # (T,) 0 -> 1 -> ~0.45
+        for side in ("l", "r"):
+            _blend_arm(track, side, _FLING_ARMS, 0.9 * startle * arm_weight(side))
+        track.add("spine_flex", -14.0 * startle)
+        track.add("root_pitch", -6.0 * startle)
+        track.add("neck_flex", -14.0 * startle)
+        track.add("l_collar_elev", 10.0 * startle)
+        track.add("r_collar_elev", 10.0 * startle)
+        track.pelvis[:, 1] -= 0.04 * startle * ground
+    elif emotion == "disgusted":
+        onset = rng.uniform(0.05, 0.3) * t[-1] if num > 1 else 0.0
+        turn = smoothstep((t - onset) / 0.7)
+        track.add("neck_turn", 12.0 * k * turn)
+        track.add("spine_twist", 8.0 * k * turn)
+        ward = "r" if "r" in free_arms or not free_arms else free_arms[0]
+        _blend_arm(track, ward, _WARD_ARM, 0.85 * k * turn * arm_weight(ward))
+        # The warding hand pushes away in small repeated shoves.
+        track.add(f"{ward}_elbow", -12.0 * k * turn * np.maximum(np.sin(2 * np.pi * 0.9 * t), 0.0))
+    return track
+
+
+def signature_channels() -> dict[str, dict[str, float]]:
+    """The full-intensity posture offsets per emotion (for documentation and tests)."""
+    return {emotion: dict(values) for emotion, values in POSTURE.items()}
+
+
+assert set(_STYLE) == set(EMOTIONS) == set(POSTURE)
+assert all(name in CH for offsets in POSTURE.values() for name in offsets)
