@@ -13,6 +13,7 @@ from l2emg.commands import data as data_commands
 from l2emg.commands import eval as eval_commands
 from l2emg.commands import run as run_commands
 from l2emg.commands import tokenizer as tokenizer_commands
+from l2emg.commands import train as train_commands
 
 app = typer.Typer(
     name="l2emg",
@@ -29,6 +30,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(tokenizer_commands.app, name="tokenizer")
 app.add_typer(eval_commands.app, name="eval")
 app.command(name="run")(run_commands.run)
+app.command(name="train")(train_commands.train)
 
 
 def main() -> None:

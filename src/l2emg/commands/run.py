@@ -1,17 +1,54 @@
 """`l2emg run`: the main job (what `make run` calls)."""
 
+from __future__ import annotations
+
+import time
 from pathlib import Path
+from typing import List
 
 import typer
+from rich.console import Console
 
-from l2emg.config import load_config
-from l2emg.runs import RunDir
+console = Console()
 
 
 def run(
     profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory; re-running resumes it"),
+    set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set data.num_motions=800"),
+    no_progress: bool = typer.Option(False, help="hide progress bars"),
 ) -> None:
-    """Run the whole pipeline into one run directory, reusing stages that are already done."""
-    config = load_config(profile)
-    RunDir(run_dir).init(config)
+    """Run the whole pipeline into one run directory, reusing stages that are already done.
+
+    Generates the embedded dataset and its previews, trains the motion tokenizer and the evaluator,
+    builds the language model and writes a summary (RUN/summary.md). Each stage is recorded in
+    RUN/manifest.json, so an interrupted run continues where it stopped.
+    """
+    from l2emg.config import load_config
+    from l2emg.pipeline import prepare_run
+
+    started = time.time()
+    config = load_config(profile, set_)
+    run = prepare_run(run_dir, config, progress=not no_progress)
+    write_summary(run, time.time() - started)
+    console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.path / 'summary.md'}")
+
+
+def write_summary(run, seconds: float) -> None:
+    """RUN/summary.md: what each stage produced, with the numbers it measured."""
+    from l2emg.utils.io import atomic_write_text, load_json
+
+    stages = run.manifest()["stages"]
+    lines = [f"# Run `{run.path}`", "", f"Profile `{run.config().profile}`; this invocation took {seconds:.0f} s.", ""]
+    for stage, info in stages.items():
+        details = ", ".join(f"{k}={v}" for k, v in info.items() if k != "finished_at")
+        lines.append(f"- **{stage}** ({info.get('finished_at', '')}): {details}")
+    reference = run.path / "evaluator" / "reference_test.json"
+    if reference.exists():
+        from l2emg.eval.report import metrics_table_markdown
+
+        lines += ["", "## Real-motion reference row (test split)", "",
+                  metrics_table_markdown({"Real motion": load_json(reference)["metrics"]})]
+    if (run.previews_dir / "index.md").exists():
+        lines += ["", f"Previews: [{run.previews_dir / 'index.md'}](previews/index.md)"]
+    atomic_write_text(run.path / "summary.md", "\n".join(lines) + "\n")

@@ -1,0 +1,39 @@
+"""Instruction examples for the language model: (instruction + caption) -> motion tokens."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from l2emg.data.labels import EMOTIONS
+from l2emg.data.stream import InstructionSample
+from l2emg.errors import DataError
+from l2emg.lm.prompts import collate, encode_example
+
+EMOTION_INDEX = {e: k for k, e in enumerate(EMOTIONS)}
+UNLABELLED = -100  # emotion label of motions without one (ignored by the emotion loss)
+
+
+def build_examples(samples: Sequence[InstructionSample], codes: dict[str, Sequence[int]], tokenizer: Any,
+                   vocab: Any, max_length: int) -> list[dict[str, Any]]:
+    """One tokenised example per instruction sample; each keeps its emotion label and scenario."""
+    examples = []
+    for sample in samples:
+        if sample.motion_id not in codes:
+            raise DataError(f"codes.json: no motion codes for motion {sample.motion_id!r}")
+        example = encode_example(tokenizer, vocab, sample.caption, codes[sample.motion_id], max_length,
+                                 motion_id=sample.motion_id, instruction=sample.instruction)
+        example["emotion"] = EMOTION_INDEX.get(sample.emotion, UNLABELLED) if sample.emotion else UNLABELLED
+        example["scenario"] = sample.scenario
+        example["motion_id"] = sample.motion_id
+        examples.append(example)
+    return examples
+
+
+def collate_examples(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
+    """`lm.prompts.collate` plus the emotion labels (B,)."""
+    batch = collate(examples, pad_id)
+    batch["emotion"] = torch.tensor([e["emotion"] for e in examples], dtype=torch.long)
+    return batch

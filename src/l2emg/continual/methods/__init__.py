@@ -1,0 +1,22 @@
+"""Continual-learning methods, by the name `l2emg train --method NAME` uses."""
+
+from __future__ import annotations
+
+from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+from l2emg.continual.methods.mtl import MTL
+from l2emg.continual.methods.seqlora import SeqLoRA
+from l2emg.errors import ConfigError
+
+METHODS: dict[str, type[ContinualMethod]] = {
+    "mtl": MTL,
+    "seqlora": SeqLoRA,
+}
+
+
+def method_class(name: str) -> type[ContinualMethod]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+__all__ = ["ContinualMethod", "ScenarioContext", "METHODS", "method_class"]

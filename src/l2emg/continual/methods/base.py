@@ -1,0 +1,133 @@
+"""The interface every continual-learning method implements.
+
+A method is a small `nn.Module` with a lifecycle; the trainer (`l2emg.continual.trainer`) owns the
+loop, the data, checkpoints and evaluation:
+
+    method.setup()                       once, before the stream: inject adapters into the backbone
+    for step i, scenario D_i:
+        method.begin_scenario(i, ctx)    add / unfreeze what step i trains
+        loss = method(batch)["loss"]     every training batch (also through DDP/Accelerate)
+        method.end_scenario(i, ctx)      freeze, consolidate
+        method.prepare_generation(...)   before generating for evaluation (routing, input embeddings)
+
+`adapter_state()` / `load_adapter_state()` save and restore everything the method trained (safetensors
+tensors), `structure()` / `restore_structure()` the JSON needed to rebuild the modules before loading
+(e.g. how many experts exist). Adding a method touches one new file and one registry line
+(`l2emg.continual.methods.METHODS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from l2emg.config import Config
+from l2emg.lm.motion_lm import MotionLM
+
+
+@dataclass
+class ScenarioContext:
+    """What a method may know about the scenario being learned: its index, name and the training
+    examples of D_i only (each a dict with input_ids, labels, prompt_length, emotion label)."""
+
+    step: int
+    name: str
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ContinualMethod(nn.Module):
+    name: str = "base"
+    # Non-continual upper bound: trained once on the union of every scenario's training data.
+    joint_training: bool = False
+
+    def __init__(self, config: Config, lm: MotionLM):
+        super().__init__()
+        self.config = config
+        self.lm = lm
+        self.model = lm.model  # the HF causal LM (frozen backbone + whatever the method injects)
+        # Tensors of the pretrained backbone: never part of a method's saved state (the motion
+        # embedding rows are, when lm.train_motion_embeddings lets them learn).
+        self._backbone_tensors = {id(t) for t in self.model.state_dict(keep_vars=True).values()}
+
+    def freeze_backbone(self) -> list[nn.Parameter]:
+        """Freeze the whole backbone; with lm.train_motion_embeddings only the motion-token rows of the
+        embedding matrices learn (the text rows stay frozen). Returns those embedding parameters."""
+        from l2emg.lm.vocab import configure_motion_embeddings
+
+        self.model.requires_grad_(False)
+        self.motion_embedding_params = configure_motion_embeddings(
+            self.model, self.lm.vocab, self.config.lm.train_motion_embeddings)
+        return self.motion_embedding_params
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Inject adapters into the backbone; called once, before the first scenario."""
+
+    def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        """Prepare to learn scenario `step` (add or unfreeze parameters)."""
+
+    def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        """Finish scenario `step` (freeze, consolidate)."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- training ----------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """batch: input_ids, attention_mask, labels, prompt_mask (B, L), emotion (B,) -> {"loss", ...}."""
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return {"loss": out.loss, "lm_loss": out.loss.detach()}
+
+    # -- generation --------------------------------------------------------------------------------
+    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """Called with the left-padded prompts before the first forward of a generation batch: set
+        per-sample state (e.g. expert routing) and optionally return replacement input embeddings."""
+        return None
+
+    # -- state -------------------------------------------------------------------------------------
+    def structure(self) -> dict[str, Any]:
+        """JSON describing modules created during the stream (restored before loading tensors)."""
+        return {}
+
+    def restore_structure(self, structure: dict[str, Any]) -> None:
+        """Recreate the modules described by `structure()` (on a freshly set-up method)."""
+
+    def adapter_state(self) -> dict[str, Tensor]:
+        """Every tensor the method trains or keeps (not the frozen backbone), by state-dict name."""
+        state = {}
+        for name, tensor in self.state_dict(keep_vars=True).items():
+            if id(tensor) not in self._backbone_tensors:
+                state[name] = tensor.detach().clone().contiguous()
+        if self.config.lm.train_motion_embeddings:
+            rows = torch.tensor(self.lm.vocab.token_ids())
+            state["motion_rows.input"] = self.model.get_input_embeddings().weight.detach()[rows].clone()
+            output = self.model.get_output_embeddings()
+            if output is not None:
+                state["motion_rows.output"] = output.weight.detach()[rows].clone()
+        return state
+
+    def load_adapter_state(self, state: dict[str, Tensor], source: str = "adapter state") -> None:
+        from l2emg.errors import CheckpointError
+
+        expected = self.adapter_state()
+        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: tensors do not match this method ({self.name}): "
+                                  f"missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}")
+        for name, tensor in state.items():
+            if tensor.shape != expected[name].shape:
+                raise CheckpointError(f"{source}: {name} has shape {tuple(tensor.shape)}, "
+                                      f"this method expects {tuple(expected[name].shape)}")
+        current = self.state_dict(keep_vars=True)
+        rows = torch.tensor(self.lm.vocab.token_ids())
+        with torch.no_grad():
+            for name, tensor in state.items():
+                if name == "motion_rows.input":
+                    self.model.get_input_embeddings().weight[rows] = tensor
+                elif name == "motion_rows.output":
+                    self.model.get_output_embeddings().weight[rows] = tensor
+                else:
+                    current[name].copy_(tensor)

@@ -1,0 +1,36 @@
+"""SeqLoRA: one LoRA adapter fine-tuned straight through the scenarios in order (the lower bound
+of continual learning: it forgets)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from l2emg.continual.lora import inject_experts_from_config
+from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+
+
+class SeqLoRA(ContinualMethod):
+    name = "seqlora"
+
+    def setup(self) -> None:
+        self.bank = inject_experts_from_config(self.model, self.config.lora)
+        self.freeze_backbone()
+        generator = _seeded(self.config.train.seed)
+        self.bank.add_expert(trainable=True, generator=generator)
+
+    def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        self.bank.set_trainable([0])
+
+    def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        self.bank.set_trainable([])
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.bank.expert_parameters(0) + list(self.motion_embedding_params)
+
+
+def _seeded(seed: int):
+    import torch
+
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return generator
