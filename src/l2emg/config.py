@@ -9,7 +9,7 @@ Every run saves its resolved config (`config.yaml` in the run directory).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,8 +63,8 @@ class StreamConfig(Section):
 
     split: str = Field("unseen", pattern="^(unseen|mixed)$")
     order: int = Field(1, ge=1, le=3)
-    # In the Unseen split each subset holds this fraction of its primary scenario's motions' share;
-    # the rest of a subset comes from other scenarios.
+    # Unseen split: each motion goes to its own scenario's subset with this probability, otherwise to
+    # one of the other seven subsets (uniformly), so every subset is mostly its primary scenario.
     primary_fraction: float = Field(0.85, gt=0.0, le=1.0)
     seed: int = 0
 
@@ -79,18 +79,241 @@ class PreviewConfig(Section):
 
 
 class TokenizerConfig(Section):
-    """The T2M-GPT-style VQ-VAE motion tokenizer (filled in by the tokenizer issue)."""
+    """The T2M-GPT-style VQ-VAE motion tokenizer and its training (stage 1 of the paper).
 
-    codebook_size: int = 512
-    code_dim: int = 512
-    width: int = 512
-    down_t: int = 2
+    Model fields (`MODEL_FIELDS`) fix the shape of the network: a checkpoint is only loaded into a
+    model whose model fields all match. T2M-GPT's own values are width 512, code_dim 512,
+    depth 3, dilation_growth 3, batch 256, 300K iterations; the CPU profiles are smaller.
+    """
+
+    # -- model ----------------------------------------------------------------------------------
+    codebook_size: int = Field(512, ge=2, description="number of motion codes")
+    code_dim: int = Field(512, ge=1, description="width of a code vector")
+    width: int = Field(512, ge=1, description="channels of the convolutional encoder/decoder")
+    depth: int = Field(3, ge=1, description="dilated residual blocks per resolution level")
+    dilation_growth: int = Field(3, ge=1, description="block dilations are growth**(depth-1), …, growth, 1")
+    down_t: int = Field(2, ge=1, le=4, description="temporal down-sampling levels (×2 each; 2 -> 1 code per 4 frames)")
+    mu: float = Field(0.99, gt=0.0, lt=1.0, description="EMA decay of the codebook")
+    reset_threshold: float = Field(1.0, gt=0.0, description="codes whose EMA count falls below this are reset")
+    # -- loss -----------------------------------------------------------------------------------
+    commit_beta: float = Field(0.02, ge=0.0, description="weight of the commitment loss")
+    velocity_weight: float = Field(0.5, ge=0.0, description="weight of the joint-position velocity loss")
+    joint_weight: float = Field(0.0, ge=0.0, description="weight of the recovered-joint position loss (m); 0 = off")
+    # -- training -------------------------------------------------------------------------------
+    window: int = Field(64, ge=4, description="frames per random training window")
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(2e-4, gt=0.0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(1000, ge=0)
+    iterations: int = Field(300_000, ge=1)
+    lr_decay_steps: list[int] = Field([200_000], description="steps at which the lr is multiplied by lr_decay_gamma")
+    lr_decay_gamma: float = Field(0.05, gt=0.0, le=1.0)
+    val_interval: int = Field(1000, ge=1, description="steps between validation passes")
+    val_windows: int = Field(256, ge=1, description="fixed validation windows from the val split")
+    checkpoint_interval: int = Field(1000, ge=1, description="steps between resumable checkpoints")
+    eval_batch_size: int = Field(64, ge=1, description="motions per batch when encoding/decoding whole motions")
+    seed: int = 0
+
+    MODEL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "codebook_size", "code_dim", "width", "depth", "dilation_growth", "down_t",
+    )
+
+    @property
+    def downsample(self) -> int:
+        """Frames per code."""
+        return 2**self.down_t
+
+    @model_validator(mode="after")
+    def _check(self) -> "TokenizerConfig":
+        if self.window % self.downsample:
+            raise ValueError(f"window ({self.window}) must be a multiple of 2**down_t ({self.downsample})")
+        if any(s <= 0 for s in self.lr_decay_steps):
+            raise ValueError("lr_decay_steps must be positive step numbers")
+        return self
 
 
 class EvaluatorConfig(Section):
-    """The evaluator: text/motion embeddings and the emotion classifier (the evaluator issue)."""
+    """The evaluator (the measuring instrument, trained once on the train splits of all scenarios).
 
-    embed_dim: int = 512
+    A frozen pretrained sentence encoder with a trained projection on the text side, a conv +
+    transformer encoder over the 259 non-contact features on the motion side, trained contrastively
+    (InfoNCE, as TMR) so that matching text and motion lie close, and an emotion classifier head on
+    the motion encoder (multi-task). A checkpoint stores its own copy of these fields.
+    """
+
+    # -- text side ------------------------------------------------------------------------------
+    text_model: str = Field("all-MiniLM-L6-v2", description="the packaged MiniLM, or a local sentence-transformers folder")
+    text_hidden: int = Field(512, ge=1, description="hidden width of the trained text projection")
+    # -- motion side ----------------------------------------------------------------------------
+    width: int = Field(256, ge=8, description="channels of the motion encoder")
+    layers: int = Field(2, ge=0, description="transformer layers after the two strided convolutions")
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    embed_dim: int = Field(256, ge=2, description="dimension of the shared text-motion embedding space")
+    classifier_hidden: int = Field(128, ge=1, description="hidden width of the emotion classifier head")
+    root_std_divisor: float = Field(5.0, gt=0.0, description="root (and contact) std divided by this, as Guo et al.'s evaluator")
+    # -- loss -----------------------------------------------------------------------------------
+    temperature: float = Field(0.1, gt=0.0, description="InfoNCE temperature (TMR: 0.1)")
+    false_negative_threshold: float = Field(
+        0.95, gt=0.0, le=1.0, description="in-batch negatives whose caption is this similar to the positive's are ignored")
+    emotion_weight: float = Field(1.0, ge=0.0, description="weight of the emotion cross-entropy")
+    # -- training -------------------------------------------------------------------------------
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_steps: int = Field(50, ge=0)
+    crop_min_fraction: float = Field(0.8, gt=0.0, le=1.0, description="random training crops keep at least this share of a motion")
+    val_interval: int = Field(5, ge=1, description="epochs between validation passes (the best one is kept)")
+    seed: int = 0
+    # -- evaluation protocol --------------------------------------------------------------------
+    embedding_scale: float = Field(1.0, gt=0.0, description="embeddings are unit vectors times this")
+    eval_repeats: int = Field(20, ge=1, description="repeated evaluations behind each mean ± 95 % CI")
+    r_precision_batch: int = Field(32, ge=2)
+    diversity_pairs: int = Field(300, ge=1)
+    mm_pairs: int = Field(10, ge=1, description="MultiModality: random pairs per text")
+    mm_max_texts: int = Field(100, ge=1, description="MultiModality: texts drawn per evaluation")
+
+
+class LMConfig(Section):
+    """The language model: a local Hugging Face causal-LM directory or the embedded tiny LLaMA.
+
+    With `backbone` set, that directory (LLaMA-2-7B in the paper profile, TinyLlama, Qwen, …) is loaded
+    as is and the `tiny_*` / `text_vocab_size` / `warmup_*` fields are unused. Otherwise the embedded
+    LLaMA-architecture model is built from the `tiny_*` fields with its own BPE text tokenizer and a
+    short language warm-up on caption text (no motion tokens), see `l2emg.lm.backbone`.
+    """
+
+    backbone: str | None = Field(None, description="path of a local HF causal-LM dir; None = embedded tiny LLaMA")
+    dtype: str = Field("float32", pattern="^(float32|bfloat16|float16)$", description="weights dtype when loading")
+    # -- the embedded tiny LLaMA ----------------------------------------------------------------
+    text_vocab_size: int = Field(2000, ge=300, description="BPE vocabulary of the embedded text tokenizer")
+    tiny_hidden: int = Field(256, ge=8, description="hidden size")
+    tiny_layers: int = Field(4, ge=1, description="decoder layers")
+    tiny_heads: int = Field(4, ge=1, description="attention heads (hidden must divide by it)")
+    tiny_intermediate: int = Field(688, ge=8, description="SwiGLU MLP width (LLaMA: ≈ 8/3 · hidden)")
+    max_positions: int = Field(256, ge=32, description="context length of the embedded model")
+    # -- its language warm-up (caption text only) -------------------------------------------------
+    warmup_steps: int = Field(200, ge=0, description="language warm-up steps on instruction + caption text")
+    warmup_batch_size: int = Field(16, ge=1)
+    warmup_lr: float = Field(3e-3, gt=0.0)
+    warmup_max_texts: int = Field(20000, ge=1, description="distinct caption texts used (seeded sample)")
+    seed: int = 0
+    # -- motion vocabulary ----------------------------------------------------------------------
+    max_length: int = Field(256, ge=8, description="longest prompt + motion-token target (tokens)")
+    max_codes: int = Field(49, ge=1, description="longest generated code sequence (196 frames / 4)")
+    motion_embedding_seed: int = Field(0, description="seed of the fixed codebook -> embedding projection")
+    train_motion_embeddings: bool = Field(
+        False, description="let the motion-token embedding rows train (text rows stay frozen); default frozen")
+    # -- generation -----------------------------------------------------------------------------
+    greedy: bool = Field(True, description="greedy decoding; False samples with temperature / top_k")
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    generation_batch_size: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "LMConfig":
+        if self.tiny_hidden % self.tiny_heads:
+            raise ValueError(f"tiny_hidden ({self.tiny_hidden}) must be divisible by tiny_heads ({self.tiny_heads})")
+        if (self.tiny_hidden // self.tiny_heads) % 2:
+            raise ValueError("tiny_hidden / tiny_heads must be even (rotary embeddings)")
+        return self
+
+
+class LoRAConfig(Section):
+    """LoRA adapters and the expert bank (rank budget shared by every method).
+
+    Every continual method gets the same budget: rank-`rank` LoRA factors on the linear layers whose
+    qualified names end with one of `target_modules` (attention q/k/v/o by default, as DESIGN.md);
+    an expert's update is scaled by `alpha / rank` (Hu et al. 2022). A is initialised Kaiming-uniform
+    (PEFT's default) or Gaussian with std 1/rank, B with zeros, so a new expert starts as a no-op.
+    """
+
+    rank: int = Field(8, ge=1, description="rank r of every LoRA expert")
+    alpha: float = Field(16.0, gt=0.0, description="LoRA alpha; updates are scaled by alpha / rank")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA input (training only)")
+    target_modules: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="nn.Linear layers whose qualified names end with one of these get experts (MLP: gate_proj, up_proj, down_proj)")
+    init: str = Field("kaiming", pattern="^(kaiming|gaussian)$", description="initialisation of the A factors")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty_targets(cls, targets: list[str]) -> list[str]:
+        cleaned = [t.strip().strip(".") for t in targets]
+        if not cleaned or any(not t for t in cleaned):
+            raise ValueError("target_modules must list at least one non-empty module name")
+        return cleaned
+
+    @property
+    def scaling(self) -> float:
+        """The factor alpha / rank applied to every expert's update."""
+        return self.alpha / self.rank
+
+
+class TrainConfig(Section):
+    """The continual stream: how each scenario is trained and how every step is evaluated.
+
+    Every method gets the same budget: `epochs` passes over each scenario's training examples (MTL
+    makes `epochs` passes over the union), the same optimiser and the same evaluation.
+    """
+
+    method: str = Field("seqlora", description="default method of `l2emg run` / `l2emg train`")
+    epochs: int = Field(3, ge=1, description="passes over each scenario's training examples")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up at the start of every scenario")
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay to lr · min_lr_ratio")
+    grad_clip: float = Field(1.0, gt=0.0)
+    seed: int = 0
+    # -- evaluation after every step, on every scenario's test set ---------------------------------
+    eval_generations: int = Field(2, ge=1, description="generations per test caption (≥ 2 gives MultiModality)")
+    eval_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of evaluation generations")
+    eval_top_k: int | None = Field(None, ge=1, description="top-k of evaluation sampling (None: full distribution)")
+    eval_batch_size: int = Field(64, ge=1)
+    eval_repeats: int = Field(5, ge=1, description="repetitions of each metric (mean ± 95 % CI)")
+    eval_max_motions: int | None = Field(None, ge=32, description="cap on test motions per scenario (None: all)")
+    report_samples: int = Field(8, ge=0, description="motions rendered in the report's sample grid")
+
+
+class ESMoEConfig(Section):
+    """ES-MoE (the paper's method): causal-guided emotion decoupling (CGED) + scenario-adapted experts.
+
+    CGED works at an internal width `d_cged` (the prompt embeddings are projected down to it, so a
+    4096-wide LLaMA does not make the block heavy). Its global dictionary holds `dict_clusters`
+    K-means centroids per scenario, computed from that scenario's training prompts only. The gate
+    (Eq. 4) scores a query (down/up projection of pooled h) against orthogonally initialised expert
+    keys; logits are q·k / (sqrt(key_dim) · temperature). During training each old expert is masked
+    with probability `mask_prob` and the current expert plus the top (top_k − 1) unmasked old ones
+    are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo.
+    """
+
+    d_cged: int = Field(128, ge=8, description="internal width of the emotion decoupling block (≤ d_model is used)")
+    heads: int = Field(4, ge=1, description="attention heads of self- and cross-sampling")
+    ffn_mult: int = Field(2, ge=1, description="hidden width of FFN1/FFN2 = ffn_mult · d_cged")
+    dict_clusters: int = Field(16, ge=1, description="K-means centroids added to the global dictionary per scenario")
+    kmeans_n_init: int = Field(4, ge=1, description="K-means restarts (scikit-learn n_init)")
+    classifier_hidden: int = Field(128, ge=1, description="width of the emotion classifier's hidden layers")
+    classifier_layers: int = Field(2, ge=1, description="fully connected + ReLU layers before the output layer")
+    emotion_weight: float = Field(0.5, ge=0.0, description="lambda: weight of the emotion loss L_emo")
+    query_rank: int = Field(64, ge=1, description="bottleneck of the gate's down/up query projection")
+    key_dim: int = Field(64, ge=1, description="dimension of the expert keys (≥ max_experts: keys are orthogonal)")
+    max_experts: int = Field(32, ge=1, description="orthogonal keys prepared; one expert per scenario")
+    temperature: float = Field(1.0, gt=0.0, description="gate softmax temperature (on top of 1/sqrt(key_dim))")
+    top_k: int = Field(3, ge=1, description="experts kept per sample (renormalised)")
+    mask_prob: float = Field(0.3, ge=0.0, lt=1.0, description="probability of masking each old expert during training")
+    merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ESMoEConfig":
+        if self.d_cged % self.heads:
+            raise ValueError(f"d_cged ({self.d_cged}) must be divisible by heads ({self.heads})")
+        if self.max_experts > self.key_dim:
+            raise ValueError(f"max_experts ({self.max_experts}) orthogonal keys need key_dim ≥ max_experts "
+                             f"(key_dim is {self.key_dim})")
+        return self
 
 
 class Config(Section):
@@ -100,6 +323,10 @@ class Config(Section):
     preview: PreviewConfig = PreviewConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
+    lm: LMConfig = LMConfig()
+    lora: LoRAConfig = LoRAConfig()
+    train: TrainConfig = TrainConfig()
+    esmoe: ESMoEConfig = ESMoEConfig()
 
 
 def available_profiles() -> list[str]:

@@ -1,5 +1,312 @@
-"""`l2emg data …`: generate, check, describe and preview motion datasets."""
+"""`l2emg data …`: generate, check, describe, stream and preview motion datasets.
 
+Every command reads a HumanML3D-layout folder (see `l2emg.data.formats`): the embedded benchmark
+made by `l2emg data generate`, or HumanML3D / EmotionalT2M-style data with an optional label map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(help="Generate, check, describe and preview motion datasets.", no_args_is_help=True)
+from l2emg.data.formats import HUMANML3D_MAX_FRAMES, HUMANML3D_MIN_FRAMES, SPLITS
+from l2emg.data.labels import EMOTIONS, SCENARIOS, scenario_slug
+from l2emg.errors import DataError
+
+app = typer.Typer(help="Generate, check, describe, stream and preview motion datasets.", no_args_is_help=True)
+console = Console()
+
+LABEL_MAP_HELP = ("YAML/JSON file mapping the dataset's emotion/scenario names onto ours: "
+                  "{emotion: {joy: happy}, scenario: {sport: Sports}} or one flat {name: ours} mapping")
+
+
+def _overrides(values: list[str]) -> list[str]:
+    """`--set num_motions=100` means data.num_motions; dotted keys name their section."""
+    out = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DataError(f"--set {item!r}: expected key=value, e.g. data.num_motions=400")
+        out.append(f"{key if '.' in key else 'data.' + key}={value}")
+    return out
+
+
+def _load(root: Path, label_map: Optional[Path] = None):
+    from l2emg.data.formats import load_dataset
+
+    return load_dataset(root, label_map=label_map)
+
+
+def _counts_table(title: str, rows: dict[str, dict[str, int]], columns: list[str],
+                  headers: list[str] | None = None) -> Table:
+    """Rows × columns of counts with row and column totals."""
+    table = Table(title=title, show_footer=True)
+    table.add_column("", footer="total", no_wrap=True)
+    totals = {c: sum(r.get(c, 0) for r in rows.values()) for c in columns}
+    for c, header in zip(columns, headers or columns):
+        table.add_column(header, justify="right", footer=str(totals[c]))
+    table.add_column("total", justify="right", footer=str(sum(totals.values())))
+    for name, row in rows.items():
+        table.add_row(name, *(str(row.get(c, 0)) for c in columns), str(sum(row.get(c, 0) for c in columns)))
+    return table
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="dataset folder to create (HumanML3D layout)"),
+    profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
+    set_: list[str] = typer.Option([], "--set", help="config override key=value, e.g. num_motions=400 or "
+                                                     "data.seed=3 (repeatable; bare keys mean data.<key>)"),
+    workers: Optional[int] = typer.Option(None, help="processes for feature extraction (default: up to 2)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Generate the embedded emotional-motion benchmark into OUT.
+
+    Runs the procedural generator, canonicalises the joints, extracts the 263-d HumanML3D features,
+    tags the captions, assigns one global train/val/test split per motion (held-out scenario×emotion
+    pairs go to test) and computes Mean/Std on the train split. Re-running on a finished folder does
+    nothing; an interrupted run restarts cleanly.
+    """
+    from l2emg.config import load_config
+    from l2emg.data.build import build_dataset
+
+    config = load_config(profile, _overrides(set_))
+    summary = build_dataset(config, out, progress=progress, workers=workers)
+    if summary.get("status") == "already built":
+        console.print(f"[green]{out}[/green] already holds this dataset; nothing to do.")
+    table = Table(title=f"dataset {out}")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("motions", str(summary.get("num_motions")))
+    table.add_row("splits", ", ".join(f"{k}={v}" for k, v in summary.get("splits", {}).items()))
+    table.add_row("frames", ", ".join(f"{k}={v}" for k, v in summary.get("frames", {}).items()))
+    for key, value in summary.get("timing_s", {}).items():
+        table.add_row(f"time {key} (s)", str(value))
+    console.print(table)
+
+
+@app.command()
+def check(
+    root: Path = typer.Argument(..., help="dataset folder"),
+    label_map: Optional[Path] = typer.Option(None, help=LABEL_MAP_HELP),
+    min_frames: int = typer.Option(HUMANML3D_MIN_FRAMES, help="shortest allowed motion (joint frames)"),
+    max_frames: int = typer.Option(HUMANML3D_MAX_FRAMES, help="longest allowed motion (joint frames)"),
+    length_check: bool = typer.Option(True, help="check motion lengths (use --no-length-check for real "
+                                                 "data, whose loaders filter lengths instead)"),
+    max_listed: int = typer.Option(50, help="problems to list at most"),
+) -> None:
+    """Check every file of a dataset folder; exit code 1 with a list of problems, 0 with a summary."""
+    from l2emg.data.validate import check_dataset
+
+    problems = check_dataset(root, label_map, min_frames=min_frames, max_frames=max_frames,
+                             check_lengths=length_check)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        if p.severity == "warning":
+            console.print(f"[yellow]warning[/yellow] {p.path}: {p.message}")
+    if errors:
+        console.print(f"[red]{len(errors)} problem(s) in {root}:[/red]")
+        for p in errors[:max_listed]:
+            console.print(f"  {p.path}: {p.message}", highlight=False, soft_wrap=True)
+        if len(errors) > max_listed:
+            console.print(f"  … and {len(errors) - max_listed} more")
+        raise typer.Exit(1)
+    dataset = _load(root, label_map)
+    console.print(f"[green]{root}: valid[/green] — {len(dataset)} motions "
+                  f"({', '.join(f'{s}={len(dataset.split(s))}' for s in SPLITS)}), "
+                  f"{sum(len(r.captions) for r in dataset.records)} captions, "
+                  f"frames {min(r.num_frames for r in dataset.records)}..{max(r.num_frames for r in dataset.records)}")
+
+
+@app.command()
+def stats(
+    root: Path = typer.Argument(..., help="dataset folder"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also save the statistics as JSON here"),
+    label_map: Optional[Path] = typer.Option(None, help=LABEL_MAP_HELP),
+    sample: int = typer.Option(64, help="motions sampled for the physical-plausibility and round-trip checks"),
+    physical: bool = typer.Option(True, help="run the physical-plausibility and round-trip checks"),
+) -> None:
+    """Describe a dataset: scenario × emotion counts, splits, actions, caption diversity, lengths, plausibility."""
+    from l2emg.data.stats import dataset_stats, save_stats
+
+    dataset = _load(root, label_map)
+    result = dataset_stats(dataset, sample_size=sample, physical=physical)
+    counts = result["counts"]
+    emotions = list(counts["emotions"])
+    console.print(_counts_table(f"{dataset.name}: motions per scenario × emotion", counts["scenario_emotion"],
+                                emotions, [e[:4] for e in emotions]))
+    by_scenario = {s: {sp: counts["split_scenario"][sp][s] for sp in SPLITS} for s in counts["scenarios"]}
+    console.print(_counts_table("motions per scenario × split", by_scenario, list(SPLITS)))
+    table = Table(title="captions, actions, lengths")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in result["captions"].items():
+        table.add_row(f"captions {key}", str(value))
+    table.add_row("distinct actions", str(result["actions"]["distinct"]))
+    for key in ("min", "mean", "median", "max", "seconds_total"):
+        table.add_row(f"frames {key}", str(result["frames"].get(key)))
+    for section in ("quality", "roundtrip"):
+        for key, value in _flatten(result.get(section, {})).items():
+            table.add_row(f"{section} {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if json_out is not None:
+        save_stats(result, json_out)
+        console.print(f"saved {json_out}")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _abbrev(scenario: str) -> str:
+    """'Daily Life' -> 'DL', 'Sports' -> 'Sp' (short names for the stream table)."""
+    words = scenario.split()
+    return "".join(w[0] for w in words) if len(words) > 1 else scenario[:2]
+
+
+@app.command()
+def stream(
+    root: Path = typer.Argument(..., help="dataset folder"),
+    split: str = typer.Option("unseen", help="unseen (one subset per scenario) or mixed (random subsets)"),
+    order: int = typer.Option(1, help="scenario order 1 (the paper's), 2 or 3"),
+    seed: int = typer.Option(0, help="seed of the subset assignment"),
+    primary_fraction: float = typer.Option(0.85, help="unseen split: share of a scenario's motions kept in its "
+                                                      "own subset"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="save the stream (subset ids) as JSON here"),
+    label_map: Optional[Path] = typer.Option(None, help=LABEL_MAP_HELP),
+) -> None:
+    """Show the L²-EMG stream of a dataset: subsets in training order with sizes and scenario mix."""
+    from l2emg.data.stream import build_stream
+
+    dataset = _load(root, label_map)
+    result = build_stream(dataset, split=split, order=order, seed=seed, primary_fraction=primary_fraction)
+    table = Table(title=f"{split} stream, order {order} ({len(dataset)} motions)", show_footer=True,
+                  caption="mix: motions per scenario, " + ", ".join(f"{_abbrev(s)}={s}" for s in SCENARIOS))
+    rows = result.summary()
+    for name, footer in (("step", ""), ("subset", "total"), ("train", sum(r["train"] for r in rows)),
+                         ("val", sum(r["val"] for r in rows)), ("test", sum(r["test"] for r in rows)),
+                         ("total", sum(r["total"] for r in rows)), ("primary", ""), ("mix", "")):
+        table.add_column(name, footer=str(footer), justify="left" if name in ("subset", "mix") else "right",
+                         no_wrap=name == "subset")
+    for r in rows:
+        mix = " ".join(f"{_abbrev(s)}:{n}" for s, n in sorted(r.get("scenario_mix", {}).items(), key=lambda kv: -kv[1]))
+        share = r.get("primary_share")
+        table.add_row(str(r["step"]), r["name"], str(r["train"]), str(r["val"]), str(r["test"]), str(r["total"]),
+                      "" if share is None else f"{share:.0%}", mix)
+    console.print(table)
+    if json_out is not None:
+        result.save(json_out)
+        console.print(f"saved {json_out}")
+
+
+def render_previews(dataset: Any, out_dir: Path, preview: Any = None, progress: bool = True,
+                    split: Optional[str] = None, seed: int = 0) -> list[Path]:
+    """Render sample motions of `dataset` into `out_dir`; returns the animation paths and index.md.
+
+    One grid per scenario (its seven emotions side by side — `per_cell` rows — with each motion's
+    first caption under its panel) and one grid per emotion across the eight scenarios. `preview` is
+    a PreviewConfig (fps, format, per_cell, size); `split` limits the samples to one split.
+    """
+    from rich.progress import Progress
+
+    from l2emg.config import PreviewConfig
+    from l2emg.motion.render import render_grid
+    from l2emg.utils.io import atomic_write_text
+
+    preview = preview or PreviewConfig()
+    out_dir = Path(out_dir)
+    records = dataset.records if split is None else dataset.split(split)
+    rng = np.random.default_rng(seed)
+    cells: dict[tuple[str, str], list] = {}
+    for r in records:
+        if r.scenario is not None and r.emotion is not None:
+            cells.setdefault((r.scenario, r.emotion), []).append(r)
+    if not cells:
+        raise DataError(f"{dataset.root}: no motion has both a scenario and an emotion label to preview")
+    picked = {key: [group[i] for i in sorted(rng.choice(len(group), min(preview.per_cell, len(group)),
+                                                        replace=False))]
+              for key, group in cells.items()}
+
+    jobs: list[tuple[str, list, list[str], Path, int]] = []  # (heading, records, titles, path, ncols)
+    for scenario in SCENARIOS:
+        # Row k holds the k-th sample of every emotion, so each column is one emotion.
+        panels, titles = [], []
+        for k in range(preview.per_cell):
+            for emotion in EMOTIONS:
+                group = picked.get((scenario, emotion), [])
+                if k < len(group):
+                    panels.append(group[k])
+                    titles.append(f"{emotion} · {group[k].action or group[k].motion_id}")
+        if panels:
+            jobs.append((f"Scenario **{scenario}**: emotions side by side", panels, titles,
+                         out_dir / f"scenario_{scenario_slug(scenario)}.{preview.format}",
+                         min(len(EMOTIONS), len(panels))))
+    for emotion in EMOTIONS:
+        panels = [picked[(s, emotion)][0] for s in SCENARIOS if (s, emotion) in picked]
+        if panels:
+            jobs.append((f"Emotion **{emotion}** across scenarios", panels,
+                         [f"{r.scenario} · {r.action or r.motion_id}" for r in panels],
+                         out_dir / f"emotion_{emotion}.{preview.format}", min(4, len(panels))))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Preview of {dataset.name}", "", f"Dataset: `{dataset.root}` ({len(dataset)} motions). "
+             "Each panel: title = emotion or scenario and action, text = the motion's first caption.", ""]
+    written: list[Path] = []
+    with Progress(console=console, disable=not progress) as bar:
+        task = bar.add_task("rendering previews", total=len(jobs))
+        for heading, panels, titles, path, ncols in jobs:
+            render_grid([np.asarray(dataset.joints(r.motion_id)) for r in panels],
+                        [r.captions[0].text for r in panels], path, ncols=ncols, fps=preview.fps,
+                        size=preview.size, titles=titles)
+            written.append(path)
+            lines += [f"## {heading}", "", f"![{path.stem}]({path.name})", "",
+                      *[f"- `{r.motion_id}` ({r.scenario}, {r.emotion}, {r.split}): {r.captions[0].text}"
+                        for r in panels], ""]
+            bar.advance(task)
+    atomic_write_text(out_dir / "index.md", "\n".join(lines))
+    return written + [out_dir / "index.md"]
+
+
+@app.command()
+def preview(
+    root: Path = typer.Argument(..., help="dataset folder"),
+    out: Path = typer.Option(..., "--out", help="folder for the animations and index.md"),
+    per_cell: int = typer.Option(1, help="motions per scenario × emotion cell"),
+    format: str = typer.Option("gif", help="gif or mp4"),
+    size: int = typer.Option(240, help="pixel size of one panel"),
+    fps: int = typer.Option(20, help="frames per second"),
+    split: Optional[str] = typer.Option(None, help="take samples from this split only (train/val/test)"),
+    seed: int = typer.Option(0, help="seed for picking samples"),
+    label_map: Optional[Path] = typer.Option(None, help=LABEL_MAP_HELP),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Render sample motions per scenario × emotion into animated grids and an index.md.
+
+    One grid per scenario (its seven emotions side by side, the caption under each panel) and one
+    grid per emotion across the eight scenarios; index.md lists the files and the captions.
+    """
+    from pydantic import ValidationError
+
+    from l2emg.config import PreviewConfig
+
+    try:
+        settings = PreviewConfig(fps=fps, format=format, per_cell=per_cell, size=size)
+    except ValidationError as err:
+        fields = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}"
+                           for e in err.errors())
+        raise DataError(f"preview settings: {fields}") from None
+    if split is not None and split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    files = render_previews(_load(root, label_map), out, settings, progress=progress, split=split, seed=seed)
+    console.print(f"wrote {len(files) - 1} animations and {files[-1]}")
