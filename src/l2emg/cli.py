@@ -11,6 +11,7 @@ import typer
 
 from l2emg.commands import data as data_commands
 from l2emg.commands import eval as eval_commands
+from l2emg.commands import generate as generate_commands
 from l2emg.commands import run as run_commands
 from l2emg.commands import tokenizer as tokenizer_commands
 from l2emg.commands import train as train_commands
@@ -31,6 +32,7 @@ app.add_typer(tokenizer_commands.app, name="tokenizer")
 app.add_typer(eval_commands.app, name="eval")
 app.command(name="run")(run_commands.run)
 app.command(name="train")(train_commands.train)
+app.command(name="generate")(generate_commands.generate)
 
 
 def main() -> None:

@@ -67,6 +67,8 @@ class StreamConfig(Section):
     # one of the other seven subsets (uniformly), so every subset is mostly its primary scenario.
     primary_fraction: float = Field(0.85, gt=0.0, le=1.0)
     seed: int = 0
+    max_subsets: int | None = Field(
+        None, ge=2, description="learn only the first N subsets of the order (quick experiments, tests); None: all 8")
 
 
 class PreviewConfig(Section):
@@ -146,11 +148,11 @@ class EvaluatorConfig(Section):
     text_model: str = Field("all-MiniLM-L6-v2", description="the packaged MiniLM, or a local sentence-transformers folder")
     text_hidden: int = Field(512, ge=1, description="hidden width of the trained text projection")
     # -- motion side ----------------------------------------------------------------------------
-    width: int = Field(256, ge=8, description="channels of the motion encoder")
+    width: int = Field(128, ge=8, description="channels of the motion encoder")
     layers: int = Field(2, ge=0, description="transformer layers after the two strided convolutions")
     heads: int = Field(4, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    embed_dim: int = Field(256, ge=2, description="dimension of the shared text-motion embedding space")
+    embed_dim: int = Field(128, ge=2, description="dimension of the shared text-motion embedding space")
     classifier_hidden: int = Field(128, ge=1, description="hidden width of the emotion classifier head")
     root_std_divisor: float = Field(5.0, gt=0.0, description="root (and contact) std divided by this, as Guo et al.'s evaluator")
     # -- loss -----------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ class EvaluatorConfig(Section):
         0.95, gt=0.0, le=1.0, description="in-batch negatives whose caption is this similar to the positive's are ignored")
     emotion_weight: float = Field(1.0, ge=0.0, description="weight of the emotion cross-entropy")
     # -- training -------------------------------------------------------------------------------
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0)

@@ -73,7 +73,7 @@ def _degree(emotion: str, intensity: float, rng: np.random.Generator) -> str:
     if intensity >= 0.85:
         return str(rng.choice(["very ", "extremely ", "deeply ", "really "])) if rng.uniform() < 0.7 else ""
     if intensity < 0.68:
-        return str(rng.choice(["slightly ", "a little ", "somewhat "])) if rng.uniform() < 0.7 else ""
+        return str(rng.choice(["slightly ", "rather ", "somewhat "])) if rng.uniform() < 0.7 else ""
     return ""
 
 

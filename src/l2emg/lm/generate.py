@@ -1,0 +1,165 @@
+"""Text -> motion codes -> motion: constrained, batched decoding with a KV cache.
+
+    codes = generate_codes(model, tokenizer, vocab, ["a person jogs in a circle, sadly"])
+    features, joints = codes_to_motion(motion_tokenizer, codes)     # (4N, 263) and (4N, 22, 3) each
+
+Decoding (our own loop, not `model.generate`, so every continual method can hook into it):
+
+* prompts are left-padded (`encode_prompts`), positions count real tokens only, padding is masked;
+* the prompt runs once, then one token per step through the KV cache (`past_key_values`);
+* logits are masked so that only motion-code tokens and `<eom>` can be produced, `<eom>` not at the
+  first step, so every generation parses into 1 … `max_codes` codes; a sample stops at `<eom>` or
+  after `max_codes` codes;
+* greedy, or sampling with temperature and top-k from a seeded `torch.Generator`.
+
+`prepare(input_ids, attention_mask) -> inputs_embeds | None` is called once per batch before the
+first forward: a continual method sets its per-sample state there (e.g. ES-MoE's expert gate from the
+prompt) and may return replacement prompt embeddings (B, L, hidden) (ES-MoE adds its emotion vector);
+the prompt forward then uses `inputs_embeds`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from l2emg.lm.prompts import INSTRUCTION, encode_prompts, position_ids
+from l2emg.lm.vocab import MotionVocab
+
+PrepareHook = Callable[[Tensor, Tensor], "Tensor | None"]
+
+
+def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
+          generator: torch.Generator | None) -> Tensor:
+    """(B, V) masked float logits -> (B,) chosen ids."""
+    if greedy:
+        return logits.argmax(-1)
+    scaled = logits / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def _generate_batch(
+    model: nn.Module, vocab: MotionVocab, input_ids: Tensor, attention_mask: Tensor, *, max_codes: int,
+    greedy: bool, temperature: float, top_k: int | None, generator: torch.Generator | None,
+    prepare: PrepareHook | None, use_cache: bool,
+) -> list[np.ndarray]:
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    embeds = prepare(input_ids, attention_mask) if prepare is not None else None
+    vocab_size = model.get_output_embeddings().weight.shape[0]
+    allowed = vocab.motion_token_mask(vocab_size, device)
+    bias = torch.zeros(vocab_size, device=device).masked_fill(~allowed, float("-inf"))  # (V,)
+    first_bias = bias.clone()
+    first_bias[vocab.eom_id] = float("-inf")  # at least one code
+
+    mask = attention_mask
+    generated = torch.empty((batch, 0), dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
+    cache = None
+    if use_cache:
+        from transformers import DynamicCache
+
+        try:
+            cache = DynamicCache(config=model.config)
+        except TypeError:  # transformers < 4.56
+            cache = DynamicCache()
+    positions = position_ids(mask)
+    if embeds is not None:
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                    use_cache=use_cache, logits_to_keep=1)
+    else:
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                    use_cache=use_cache, logits_to_keep=1)
+    for step in range(max_codes):
+        logits = out.logits[:, -1].float() + (first_bias if step == 0 else bias)
+        token = _pick(logits, greedy, temperature, top_k, generator)  # (B,)
+        token = torch.where(finished, torch.full_like(token, vocab.eom_id), token)
+        ended = (token == vocab.eom_id) & ~finished
+        lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
+        finished |= ended
+        generated = torch.cat([generated, token[:, None]], dim=1)
+        if bool(finished.all()) or step == max_codes - 1:
+            break
+        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+        if use_cache:
+            step_positions = positions[:, -1:] + 1
+            positions = torch.cat([positions, step_positions], dim=1)
+            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
+                        past_key_values=cache, use_cache=True)
+        else:  # recompute the whole sequence (reference path for tests)
+            positions = position_ids(mask)
+            if embeds is not None:
+                full = torch.cat([embeds, model.get_input_embeddings()(generated)], dim=1)
+                out = model(inputs_embeds=full, attention_mask=mask, position_ids=positions, use_cache=False)
+            else:
+                full_ids = torch.cat([input_ids, generated], dim=1)
+                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+    return [vocab.ids_to_codes(generated[row, : int(lengths[row])]) for row in range(batch)]
+
+
+def generate_codes(
+    model: nn.Module,
+    tokenizer,
+    vocab: MotionVocab,
+    captions: Sequence[str],
+    *,
+    max_codes: int = 49,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    batch_size: int = 16,
+    seed: int | None = None,
+    prepare: PrepareHook | None = None,
+    instruction: str = INSTRUCTION,
+    use_cache: bool = True,
+) -> list[np.ndarray]:
+    """Captions -> one (N_i,) int64 code array each, 1 ≤ N_i ≤ max_codes (see the module docstring).
+
+    Captions are processed in chunks of `batch_size`, in the given order. `seed` fixes sampling
+    (a fresh generator per call); `use_cache=False` recomputes the full sequence at every step.
+    """
+    if max_codes < 1:
+        raise ValueError("max_codes must be ≥ 1")
+    if not greedy and temperature <= 0:
+        raise ValueError("temperature must be > 0 when sampling")
+    captions = list(captions)
+    if not captions:
+        return []
+    device = model.get_input_embeddings().weight.device
+    generator = None
+    if not greedy:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(seed) if seed is not None else secrets.randbits(63))
+    was_training = model.training
+    model.eval()
+    out: list[np.ndarray] = []
+    try:
+        for start in range(0, len(captions), batch_size):
+            prompts = encode_prompts(tokenizer, vocab, captions[start : start + batch_size], instruction)
+            out += _generate_batch(
+                model, vocab, prompts["input_ids"].to(device), prompts["attention_mask"].to(device),
+                max_codes=max_codes, greedy=greedy, temperature=temperature, top_k=top_k, generator=generator,
+                prepare=prepare, use_cache=use_cache,
+            )
+    finally:
+        model.train(was_training)
+    return out
+
+
+def codes_to_motion(motion_tokenizer, codes_list: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Code sequences -> (raw features (4 N_i, 263) list, joints (4 N_i, 22, 3) list) via the decoder."""
+    from l2emg.motion.features import recover_joints
+
+    features = motion_tokenizer.decode_codes(list(codes_list))
+    joints = [np.asarray(recover_joints(f), dtype=np.float32) for f in features]
+    return features, joints

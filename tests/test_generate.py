@@ -1,0 +1,232 @@
+"""Constrained, KV-cached, batched motion-token generation and the `l2emg generate` command."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
+
+from l2emg.commands.generate import generate as generate_command  # noqa: E402
+from l2emg.config import TokenizerConfig, load_config, save_config  # noqa: E402
+from l2emg.errors import CheckpointError  # noqa: E402
+from l2emg.lm.backbone import build_tiny_backbone  # noqa: E402
+from l2emg.lm.generate import codes_to_motion  # noqa: E402
+from l2emg.lm.motion_lm import MotionLM, load_generator  # noqa: E402
+from l2emg.motion.bvh import read_bvh  # noqa: E402
+from l2emg.motion.features import FEATURE_DIM  # noqa: E402
+from l2emg.tokenizer.api import MotionTokenizer  # noqa: E402
+from l2emg.tokenizer.vqvae import VQVAE  # noqa: E402
+
+torch.set_num_threads(1)
+CODEBOOK = 32
+PROMPTS = CAPTIONS[::9][:10]  # ten captions of varied lengths
+
+
+def tiny_motion_tokenizer() -> MotionTokenizer:
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(width=32, code_dim=16, codebook_size=CODEBOOK, depth=2, window=16, batch_size=8,
+                          warmup_steps=2, iterations=8, lr_decay_steps=[6], eval_batch_size=8)
+    std = np.full(FEATURE_DIM, 0.05, np.float32)
+    return MotionTokenizer(VQVAE(cfg), np.zeros(FEATURE_DIM, np.float32), std)
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory) -> Path:
+    lm = tiny_lm_config(warmup_steps=20)
+    return build_tiny_backbone(lm, CAPTIONS, tmp_path_factory.mktemp("gen") / "base", progress=False)
+
+
+@pytest.fixture(scope="module")
+def lm(backbone_dir) -> MotionLM:
+    """A backbone + motion vocabulary with noisy weights, so generations differ across prompts and steps."""
+    bundle = MotionLM.from_backbone(backbone_dir, tiny_motion_tokenizer().codebook, seed=0)
+    roughen(bundle.model, seed=1, scale=2.0)
+    return bundle
+
+
+def _lists(codes):
+    return [c.tolist() for c in codes]
+
+
+def test_generations_vary(lm):
+    """The fixture model is not degenerate, so the equality tests below mean something."""
+    codes = _lists(lm.generate(PROMPTS, max_codes=12))
+    assert len({tuple(c) for c in codes}) >= 3
+    assert max(len(set(c)) for c in codes) >= 2  # the position matters
+    assert len({len(c) for c in codes}) >= 2  # some stop at <eom> before max_codes
+
+
+def test_kv_cache_generation_equals_full_recompute(lm):
+    cached = lm.generate(PROMPTS, max_codes=12, batch_size=5)
+    uncached = lm.generate(PROMPTS, max_codes=12, batch_size=5, use_cache=False)
+    assert _lists(cached) == _lists(uncached)
+
+
+def test_batched_generation_equals_one_by_one(lm):
+    batched = lm.generate(PROMPTS, max_codes=12, batch_size=len(PROMPTS))
+    single = lm.generate(PROMPTS, max_codes=12, batch_size=1)
+    assert _lists(batched) == _lists(single)
+    # The first-step logits agree numerically too (left padding is masked and positions skip it).
+    from l2emg.lm.prompts import encode_prompts, position_ids
+
+    batch = encode_prompts(lm.tokenizer, lm.vocab, PROMPTS[:3])
+    with torch.no_grad():
+        logits = lm.model(**batch, position_ids=position_ids(batch["attention_mask"])).logits[:, -1]
+        for row, caption in enumerate(PROMPTS[:3]):
+            alone = encode_prompts(lm.tokenizer, lm.vocab, [caption])
+            ref = lm.model(**alone).logits[0, -1]
+            assert torch.allclose(logits[row], ref, atol=1e-4)
+
+
+def test_constrained_decoding_only_emits_codes_then_stops_at_eom(lm):
+    head = lm.model.get_output_embeddings()
+    boost = torch.zeros(head.weight.shape[0])
+
+    def add_boost(module, inputs, output):  # logits (B, L, V) + boost
+        return output + boost
+
+    handle = head.register_forward_hook(add_boost)
+    try:
+        # Text tokens (and <som>) overwhelmingly likely: constrained decoding must still emit only codes.
+        text = torch.ones_like(boost, dtype=torch.bool)
+        text[list(lm.vocab.code_ids)] = False
+        text[lm.vocab.eom_id] = False
+        boost[text] = 1e4
+        codes = lm.generate(PROMPTS[:4], max_codes=7)
+        assert all(1 <= len(c) <= 7 and c.min() >= 0 and c.max() < CODEBOOK for c in codes)
+        # <eom> overwhelmingly likely: every generation stops right after its one mandatory code.
+        boost.zero_()
+        boost[lm.vocab.eom_id] = 1e4
+        assert [len(c) for c in lm.generate(PROMPTS[:4], max_codes=7)] == [1, 1, 1, 1]
+        # <eom> impossible: every generation runs to the length bound.
+        boost[lm.vocab.eom_id] = -1e4
+        assert [len(c) for c in lm.generate(PROMPTS[:4], max_codes=7)] == [7, 7, 7, 7]
+    finally:
+        handle.remove()
+    # Per-sample stopping: samples end at different lengths within one batch.
+    lengths = {len(c) for c in lm.generate(CAPTIONS[:30], max_codes=40, greedy=False, seed=0, batch_size=30)}
+    assert all(1 <= n <= 40 for n in lengths) and len(lengths) >= 3
+
+
+def test_sampling_is_reproducible_with_a_seed(lm):
+    a = lm.generate(PROMPTS, max_codes=10, greedy=False, temperature=1.2, top_k=8, seed=7)
+    b = lm.generate(PROMPTS, max_codes=10, greedy=False, temperature=1.2, top_k=8, seed=7)
+    c = lm.generate(PROMPTS, max_codes=10, greedy=False, temperature=1.2, top_k=8, seed=8)
+    assert _lists(a) == _lists(b) and _lists(a) != _lists(c)
+    # top_k=1 sampling is greedy decoding.
+    assert _lists(lm.generate(PROMPTS, max_codes=10, greedy=False, top_k=1, seed=3)) == _lists(lm.generate(PROMPTS, max_codes=10))
+
+
+def test_prepare_hook_sets_state_and_replaces_prompt_embeddings(lm):
+    calls = []
+    embed = lm.model.get_input_embeddings()
+
+    def same(input_ids, attention_mask):
+        calls.append(tuple(input_ids.shape))
+        return embed(input_ids)
+
+    plain = lm.generate(PROMPTS, max_codes=8, batch_size=4)
+    assert _lists(lm.generate(PROMPTS, max_codes=8, batch_size=4, prepare=same)) == _lists(plain)
+    assert [c[0] for c in calls] == [4, 4, 2]  # once per batch
+
+    def shifted(input_ids, attention_mask):
+        e = embed(input_ids)
+        return e + 3.0 * e.std() * attention_mask[..., None].float()
+
+    moved = lm.generate(PROMPTS, max_codes=8, batch_size=4, prepare=shifted)
+    assert _lists(moved) != _lists(plain)
+    assert _lists(moved) == _lists(lm.generate(PROMPTS, max_codes=8, batch_size=4, prepare=shifted, use_cache=False))
+
+
+def test_codes_to_motion_gives_features_and_joints():
+    tokenizer = tiny_motion_tokenizer()
+    features, joints = codes_to_motion(tokenizer, [np.array([1, 2, 3]), np.array([0])])
+    assert [f.shape for f in features] == [(12, FEATURE_DIM), (4, FEATURE_DIM)]
+    assert [j.shape for j in joints] == [(12, 22, 3), (4, 22, 3)]
+    assert all(np.isfinite(j).all() for j in joints)
+
+
+@pytest.fixture(scope="module")
+def run_dir(backbone_dir, tmp_path_factory) -> Path:
+    """A run folder as the trainer leaves it: config.yaml, tokenizer/, lm/ (untrained motion rows)."""
+    run = tmp_path_factory.mktemp("run")
+    config = load_config("tiny")
+    config.lm = tiny_lm_config(max_codes=6)
+    save_config(config, run / "config.yaml")
+    motion_tokenizer = tiny_motion_tokenizer()
+    motion_tokenizer.save_pretrained(run / "tokenizer")
+    MotionLM.from_backbone(backbone_dir, motion_tokenizer.codebook).save(run / "lm")
+    return run
+
+
+def test_load_generator_and_method_adapter_contract(run_dir, tmp_path, monkeypatch):
+    import l2emg.lm.motion_lm as motion_lm
+
+    generator = load_generator(run_dir)  # no trained method: the plain backbone
+    assert generator.method_dir is None and generator.prepare is None
+    codes, features, joints = generator.motions(PROMPTS[:2])
+    assert all(1 <= len(c) <= 6 for c in codes)  # max_codes from the run's config.yaml
+    assert [j.shape[0] for j in joints] == [4 * len(c) for c in codes]
+
+    calls = []
+
+    def fake_loader(model, method_dir):  # what a method's loader does: adapt `model`, return a hook
+        calls.append(("load", method_dir.name))
+
+        def prepare(input_ids, attention_mask):
+            calls.append(("prepare", tuple(input_ids.shape)))
+            return None
+        return prepare
+
+    monkeypatch.setattr(motion_lm, "fake_loader", fake_loader, raising=False)
+    method_dir = run_dir / "methods" / "fake-unseen-o1"
+    method_dir.mkdir(parents=True)
+    (run_dir / "methods" / "unfinished-unseen-o1").mkdir()  # no adapter.json: not offered
+    (method_dir / "adapter.json").write_text('{"loader": "l2emg.lm.motion_lm:fake_loader"}')
+    try:
+        for choice in (None, "fake", "fake-unseen-o1"):
+            calls.clear()
+            generator = load_generator(run_dir, method=choice)
+            assert generator.method_dir == method_dir
+            generator.codes(PROMPTS[:3], batch_size=2)
+            assert calls == [("load", "fake-unseen-o1"), ("prepare", calls[1][1]), ("prepare", calls[2][1])]
+        with pytest.raises(CheckpointError, match="no finished method named 'unfinished'"):
+            load_generator(run_dir, method="unfinished")
+        (run_dir / "methods" / "other-unseen-o1").mkdir()
+        (run_dir / "methods" / "other-unseen-o1" / "adapter.json").write_text('{"loader": "os.path:join"}')
+        with pytest.raises(CheckpointError, match="several trained methods"):
+            load_generator(run_dir)
+        with pytest.raises(CheckpointError, match="l2emg.module:function"):
+            load_generator(run_dir, method="other")
+    finally:
+        import shutil
+
+        shutil.rmtree(run_dir / "methods")
+    with pytest.raises(CheckpointError, match="no language model"):
+        load_generator(tmp_path)
+
+
+def test_generate_cli_writes_gif_npy_and_bvh(run_dir, tmp_path):
+    app = typer.Typer()
+    app.command()(generate_command)
+    out = tmp_path / "jog.gif"
+    result = CliRunner().invoke(app, ["a person jogs in a circle, sadly", "--run", str(run_dir), "--out", str(out),
+                                      "--sample", "--temperature", "0.9", "--top-k", "10", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    joints = np.load(tmp_path / "jog.npy")
+    assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and 4 <= joints.shape[0] <= 24
+    assert out.stat().st_size > 0 and out.read_bytes()[:3] == b"GIF"
+    bvh_joints, fps = read_bvh(tmp_path / "jog.bvh")
+    assert bvh_joints.shape == joints.shape and fps == pytest.approx(20)
+    assert "plain backbone" in result.output
+    bad = CliRunner().invoke(app, ["walk", "--run", str(run_dir), "--out", str(tmp_path / "x.png")])
+    assert bad.exit_code != 0
