@@ -39,12 +39,15 @@ class RunDir:
         return path
 
     def init(self, config: Config) -> None:
-        """Create the run folder and save its resolved config; refuse to mix two configs in one run."""
+        """Create the run folder and save its resolved config; refuse to mix two configs in one run.
+
+        Only the sections the shared stages depend on must match (SHARED_SECTIONS); methods trained
+        inside the run keep their own resolved config next to their results."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.config_path.exists():
             saved = read_saved_config(self.config_path)
-            if saved.model_dump() != config.model_dump():
-                changed = _diff(saved.model_dump(), config.model_dump())
+            changed = config_differences(saved, config, SHARED_SECTIONS)
+            if changed:
                 raise ConfigError(
                     f"{self.config_path}: this run was started with another config "
                     f"(differs in: {', '.join(changed)}); use a new --run-dir or the same settings"
@@ -70,6 +73,19 @@ class RunDir:
 
     def stage_info(self, stage: str) -> dict[str, Any]:
         return self.manifest()["stages"].get(stage, {})
+
+
+# Config sections that shape the shared stages of a run (data, tokenizer, evaluator, language model).
+SHARED_SECTIONS = ("data", "tokenizer", "evaluator", "lm")
+
+
+def config_differences(saved: Config, wanted: Config, sections: tuple[str, ...] | None = None) -> list[str]:
+    """Dotted names of the fields that differ (within `sections`, or everywhere)."""
+    a, b = saved.model_dump(), wanted.model_dump()
+    if sections is not None:
+        a = {k: a[k] for k in sections}
+        b = {k: b[k] for k in sections}
+    return _diff(a, b)
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -110,6 +110,8 @@ class StreamTrainer:
         device = self.accelerator.device
         self.dataset: MotionDataset = load_dataset(self.run.data_dir)
         self.stream: Stream = stream_from_config(self.dataset, cfg.stream)
+        if cfg.stream.max_subsets:
+            self.stream.subsets = self.stream.subsets[: cfg.stream.max_subsets]
         self.codes = load_json(self.run.path / "codes.json")
         self.lm = MotionLM.load(self.run.path / "lm", dtype=cfg.lm.dtype)
         self.lm.model.to(device)
@@ -260,9 +262,24 @@ class StreamTrainer:
     def results_path(self) -> Path:
         return self.dir / "results.json"
 
+    def _save_or_check_config(self) -> None:
+        """The method run's resolved config: saved on the first start, and a resume must match it."""
+        from l2emg.config import read_saved_config, save_config
+        from l2emg.runs import config_differences
+
+        path = self.dir / "config.yaml"
+        if path.exists() and self.finished_steps():
+            changed = [c for c in config_differences(read_saved_config(path), self.config) if c != "profile"]
+            if changed:
+                raise CheckpointError(f"{path}: this method run was started with another config (differs in: "
+                                      f"{', '.join(changed)}); remove {self.dir} or use the same settings")
+        elif self.accelerator.is_main_process:
+            save_config(self.config, path)
+
     def run_stream(self) -> dict[str, Any]:
         """Train and evaluate every step not finished yet; return the results dict."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._save_or_check_config()
         self._load()
         acc = self.accelerator
         steps = self.steps()
@@ -319,13 +336,13 @@ def load_adapters(model: torch.nn.Module, method_dir: Path) -> Callable | None:
     """`adapter.json` loader for `l2emg generate`: inject the method into `model`, load its final
     checkpoint, and return its generation hook."""
     from l2emg.config import read_saved_config
-    from l2emg.lm.motion_lm import MotionLM
+    from l2emg.lm.motion_lm import VOCAB_FILE, MotionLM
+    from l2emg.lm.vocab import MotionVocab
 
     spec = load_json(method_dir / "adapter.json")
     run_dir = method_dir.parent.parent
-    config = read_saved_config(run_dir / "config.yaml")
-    lm = MotionLM.load(run_dir / "lm", dtype=config.lm.dtype)
-    lm.model = model
+    config = read_saved_config(method_dir / "config.yaml")
+    lm = MotionLM(model, None, MotionVocab.load(run_dir / "lm" / VOCAB_FILE))
     method = method_class(spec["method"])(config, lm)
     method.setup()
     load_method_state(method, Path(spec["checkpoint"]), spec["method"])
