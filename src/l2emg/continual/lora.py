@@ -1,0 +1,519 @@
+"""LoRA experts on the linear layers of any Hugging Face causal LM, computed as one fused product.
+
+Three parts, kept apart as in PEFT:
+
+- `ExpertLinear` wraps one frozen `nn.Linear` (kept untouched as `.base`) and holds a bank of LoRA
+  experts for it: expert e is the pair A_e (r, in), B_e (out, r). Its output is
+
+      y = base(x) + (alpha / r) · Σ_e w[b, e] · B_e A_e x
+
+  computed as ONE low-rank product: the active experts' A's are stacked to (K·r, in) and their B's
+  to (out, K·r), so the mixture costs two matrix products whatever the number of experts.
+- `RoutingState` is the gate shared by every wrapped layer of a model: one weight vector per sample
+  (as SAPT does), set once before the forward, read by all layers.
+- `inject_experts(model, targets, …)` swaps the targeted `nn.Linear`s of a model for
+  `ExpertLinear`s, freezes the model, and returns an `ExpertBank`: the handle through which
+  methods add, freeze, route, merge, save and load experts.
+
+Storage choice: every expert is its own (A, B) Parameter pair, and freezing is `requires_grad`.
+A frozen expert then gets no gradient at all, so no optimizer (not even one with weight decay or
+momentum) can move it: "older experts stay bit-identical" holds by construction rather than by
+masking gradients of a stacked tensor. The stacking for the fused product happens on the fly
+(`torch.cat`, O(K·r·(in+out)) copies, small next to the O(tokens·K·r·(in+out)) products).
+
+Only experts that matter are computed: those with a non-zero weight for some sample of the batch
+(masked or not-top-k experts carry exactly zero weight, so dropping them changes neither the
+output nor any gradient) plus the trainable ones (kept so that every trainable parameter always
+receives a gradient, zero if unused — distributed data parallel requires that).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from l2emg.errors import CheckpointError, ConfigError
+
+__all__ = [
+    "ExpertBank",
+    "ExpertLinear",
+    "RoutingState",
+    "inject_experts",
+    "inject_experts_from_config",
+]
+
+_FILE_FORMAT = "l2emg-expert-bank-v1"
+
+
+class RoutingState:
+    """The expert weights of the current batch, shared by every `ExpertLinear` of one bank.
+
+    `weights` is None (no routing: all weight on the newest expert — plain LoRA), a (E,) vector used
+    for every sample, or a (B, E) matrix with one gate vector per sample. The weights stay fixed
+    for as long as they are set, e.g. across all decoding steps of a batch with a KV cache.
+    """
+
+    def __init__(self) -> None:
+        self.weights: Tensor | None = None  # None | (E,) | (B, E)
+        self.used: tuple[int, ...] = ()  # experts with a non-zero weight for some sample
+
+    def set(self, weights: Tensor | None) -> None:
+        if weights is None:
+            self.weights, self.used = None, ()
+            return
+        if weights.dim() not in (1, 2):
+            raise ValueError(f"routing weights must have shape (E,) or (B, E), got {tuple(weights.shape)}")
+        nonzero = (weights.detach() != 0).reshape(-1, weights.shape[-1]).any(dim=0)  # (E,)
+        self.weights = weights
+        self.used = tuple(int(i) for i in torch.nonzero(nonzero).flatten().tolist())  # one host sync
+
+
+class ExpertLinear(nn.Module):
+    """A frozen `nn.Linear` plus a growable bank of LoRA experts mixed by per-sample weights."""
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        init: str = "kaiming",
+        routing: RoutingState | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"ExpertLinear wraps nn.Linear, got {type(base).__name__}")
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        if init not in ("kaiming", "gaussian"):
+            raise ValueError(f"init must be 'kaiming' or 'gaussian', got {init!r}")
+        self.base = base
+        self.base.requires_grad_(False)
+        self.rank = rank
+        self.alpha = float(alpha)
+        self.scaling = self.alpha / rank
+        self.init = init
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.ParameterList()  # expert e: (r, in)
+        self.lora_B = nn.ParameterList()  # expert e: (out, r)
+        self.routing = routing if routing is not None else RoutingState()
+        # The pristine base weight while experts are merged into it (restored bit-exactly by unmerge).
+        self._unmerged_weight: Tensor | None = None
+
+    # -- shape facts --------------------------------------------------------------------------------
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.lora_A)
+
+    @property
+    def adapter_dtype(self) -> torch.dtype:
+        """Experts are float32 when the base is half precision (stable training), else the base dtype."""
+        dtype = self.base.weight.dtype
+        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+    @property
+    def merged(self) -> bool:
+        return self._unmerged_weight is not None
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha}, experts={self.num_experts}, merged={self.merged}"
+
+    # -- experts ------------------------------------------------------------------------------------
+    def add_expert(self, trainable: bool = True, generator: torch.Generator | None = None) -> int:
+        """Append an expert (A random, B zero: it starts as a no-op) and return its index."""
+        device = self.base.weight.device
+        a = torch.empty(self.rank, self.in_features, device=device, dtype=self.adapter_dtype)
+        if self.init == "kaiming":  # PEFT's / nn.Linear's default
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        else:
+            nn.init.normal_(a, std=1.0 / self.rank, generator=generator)
+        b = torch.zeros(self.out_features, self.rank, device=device, dtype=self.adapter_dtype)
+        self.lora_A.append(nn.Parameter(a, requires_grad=trainable))
+        self.lora_B.append(nn.Parameter(b, requires_grad=trainable))
+        return self.num_experts - 1
+
+    def set_trainable(self, experts: Iterable[int]) -> None:
+        """Only the listed experts' A and B receive gradients; all others are frozen."""
+        wanted = set(experts)
+        for e in wanted:
+            self._check_index(e)
+        for e in range(self.num_experts):
+            self.lora_A[e].requires_grad_(e in wanted)
+            self.lora_B[e].requires_grad_(e in wanted)
+
+    @property
+    def trainable_experts(self) -> tuple[int, ...]:
+        return tuple(e for e in range(self.num_experts) if self.lora_A[e].requires_grad)
+
+    def expert_parameters(self, expert: int) -> tuple[nn.Parameter, nn.Parameter]:
+        self._check_index(expert)
+        return self.lora_A[expert], self.lora_B[expert]
+
+    def _check_index(self, expert: int) -> None:
+        if not 0 <= expert < self.num_experts:
+            raise IndexError(f"expert {expert} does not exist (the bank has {self.num_experts})")
+
+    # -- forward ------------------------------------------------------------------------------------
+    def _active_experts(self) -> tuple[tuple[int, ...], Tensor | None]:
+        """(experts to compute, their weights (K,) | (B, K) | None meaning a single expert of weight 1)."""
+        count = self.num_experts
+        # Trainable experts take part even at weight 0 (so they always get a gradient) — only when
+        # gradients are being recorded; under no_grad a zero weight is simply skipped.
+        trainable = self.trainable_experts if torch.is_grad_enabled() else ()
+        weights = self.routing.weights
+        if weights is None:  # plain LoRA: all weight on the newest expert
+            newest = count - 1
+            active = tuple(sorted({newest, *trainable}))
+            if len(active) == 1:
+                return active, None
+            one_hot = torch.zeros(len(active), device=self.base.weight.device, dtype=self.adapter_dtype)
+            one_hot[active.index(newest)] = 1.0
+            return active, one_hot
+        if weights.shape[-1] != count:
+            raise ValueError(f"routing weights have {weights.shape[-1]} experts but the layer has {count}")
+        active = tuple(sorted({*self.routing.used, *trainable}))
+        if len(active) == count:
+            return active, weights
+        index = torch.tensor(active, device=weights.device, dtype=torch.long)
+        return active, weights.index_select(-1, index)
+
+    def stacked_experts(self, experts: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """A_cat (K·r, in) and B_cat (out, K·r) of the given experts, in that order."""
+        if len(experts) == 1:
+            return self.lora_A[experts[0]], self.lora_B[experts[0]]
+        a = torch.cat([self.lora_A[e] for e in experts], dim=0)
+        b = torch.cat([self.lora_B[e] for e in experts], dim=1)
+        return a, b
+
+    def _low_rank(self, x: Tensor, experts: Sequence[int], weights: Tensor | None) -> Tensor:
+        """scaling · Σ_k w[b,k] B_k A_k x over `experts` as one fused product.
+
+        x: (B, T, in) or (B, in); weights: (K,), (B, K) or None (a single expert of weight 1)."""
+        a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
+        h = F.linear(x, a_cat)  # (B, T, K·r)
+        if weights is None:
+            return F.linear(h * self.scaling, b_cat)
+        columns = weights.to(h.dtype).repeat_interleave(self.rank, dim=-1) * self.scaling  # (K·r,) | (B, K·r)
+        if columns.dim() == 2:
+            batch = columns.shape[0]
+            if x.dim() < 2 or (batch != x.shape[0] and batch != 1):
+                raise ValueError(
+                    f"routing weights are set for a batch of {batch} but the layer input has shape "
+                    f"{tuple(x.shape)}; set the routing for the batch actually fed (e.g. after "
+                    f"expanding it for num_return_sequences or beams)")
+            columns = columns.view(batch, *([1] * (x.dim() - 2)), columns.shape[-1])  # (B, 1, K·r)
+        return F.linear(h * columns, b_cat)  # (B, T, out)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, T, in) or (B, in) -> (B, T, out) / (B, out)
+        out = self.base(x)
+        if self.merged or self.num_experts == 0:
+            return out
+        active, weights = self._active_experts()
+        if not active:  # every weight is zero and nothing trains
+            return out
+        x = self.dropout(x.to(self.adapter_dtype))  # one dropout mask shared by all experts
+        # Frozen and trainable experts form two fused groups: autograd then computes weight gradients
+        # for the trainable group only (one stacked group would get an (out, K·r) gradient, all but
+        # the trainable slices thrown away). Each group is still a single pair of matrix products.
+        trainable = set(self.trainable_experts) if torch.is_grad_enabled() else set()
+        delta: Tensor | None = None
+        for positions in ([i for i, e in enumerate(active) if e not in trainable],
+                          [i for i, e in enumerate(active) if e in trainable]):
+            if not positions:
+                continue
+            group = [active[i] for i in positions]
+            group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
+            part = self._low_rank(x, group, group_weights)
+            delta = part if delta is None else delta + part
+        return out + delta.to(out.dtype)
+
+    # -- merging ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def delta_weight(self, weights: Tensor) -> Tensor:
+        """scaling · Σ_e w_e B_e A_e as an (out, in) matrix in the adapter dtype; weights: (E,)."""
+        if weights.shape != (self.num_experts,):
+            raise ValueError(f"merge weights must have shape ({self.num_experts},), got {tuple(weights.shape)}")
+        active = tuple(int(i) for i in torch.nonzero(weights).flatten().tolist())
+        delta = torch.zeros(self.out_features, self.in_features, device=self.base.weight.device, dtype=self.adapter_dtype)
+        if not active:
+            return delta
+        a_cat, b_cat = self.stacked_experts(active)
+        w = weights.to(device=delta.device, dtype=delta.dtype)[list(active)]
+        columns = w.repeat_interleave(self.rank) * self.scaling  # (K·r,)
+        return delta.addmm_(b_cat * columns, a_cat)
+
+    @torch.no_grad()
+    def merge(self, weights: Tensor) -> None:
+        """Fold the weighted experts into the base weight; the fused path is skipped while merged.
+
+        Merging again replaces the previous merge (it starts from the pristine weight)."""
+        delta = self.delta_weight(weights)
+        if self._unmerged_weight is None:
+            self._unmerged_weight = self.base.weight.detach().clone()
+        merged = self._unmerged_weight.to(delta.dtype) + delta
+        self.base.weight.copy_(merged.to(self.base.weight.dtype))
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore the exact original base weight (a kept copy, not a subtraction)."""
+        if self._unmerged_weight is not None:
+            self.base.weight.copy_(self._unmerged_weight)
+            self._unmerged_weight = None
+
+
+class ExpertBank:
+    """Handle on every `ExpertLinear` injected into one model: experts are added, frozen, routed,
+    merged, saved and loaded for all layers at once. Expert indices are shared by all layers."""
+
+    def __init__(self, layers: Mapping[str, ExpertLinear], routing: RoutingState, target_modules: Sequence[str]) -> None:
+        if not layers:
+            raise ValueError("an ExpertBank needs at least one layer")
+        self.layers: dict[str, ExpertLinear] = dict(layers)
+        self.routing_state = routing
+        self.target_modules = list(target_modules)
+        first = next(iter(self.layers.values()))
+        self.rank, self.alpha, self.scaling = first.rank, first.alpha, first.scaling
+
+    # -- experts ------------------------------------------------------------------------------------
+    @property
+    def num_experts(self) -> int:
+        return next(iter(self.layers.values())).num_experts
+
+    @property
+    def trainable_experts(self) -> tuple[int, ...]:
+        return next(iter(self.layers.values())).trainable_experts
+
+    def add_expert(self, trainable: bool = True, generator: torch.Generator | None = None) -> int:
+        """Add one expert to every layer (B = 0, so the model output is unchanged); return its index.
+
+        Clears the routing. Other experts keep their trainability; call `set_trainable` to freeze them. Pass a seeded
+        `generator` for an initialisation that is identical across processes."""
+        self.clear_routing()  # a routing set for E experts is meaningless for E + 1
+        indices = {layer.add_expert(trainable, generator) for layer in self.layers.values()}
+        assert len(indices) == 1, "layers of one bank disagree on the number of experts"
+        return indices.pop()
+
+    def set_trainable(self, expert_ids: Iterable[int]) -> None:
+        """Exactly the listed experts train (A and B in every layer); every other expert is frozen."""
+        ids = list(expert_ids)
+        for layer in self.layers.values():
+            layer.set_trainable(ids)
+
+    def expert_parameters(self, expert_id: int) -> list[nn.Parameter]:
+        """The A and B of one expert in every layer."""
+        params: list[nn.Parameter] = []
+        for layer in self.layers.values():
+            params.extend(layer.expert_parameters(expert_id))
+        return params
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for e in self.trainable_experts for p in self.expert_parameters(e)]
+
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def num_parameters(self, expert_id: int | None = None) -> int:
+        """Parameters of one expert (all layers), or of all experts when expert_id is None."""
+        ids = range(self.num_experts) if expert_id is None else [expert_id]
+        return sum(p.numel() for e in ids for p in self.expert_parameters(e))
+
+    # -- routing ------------------------------------------------------------------------------------
+    def set_routing(self, weights: Tensor | None) -> None:
+        """Route the next forwards: (B, E) one gate vector per sample, (E,) the same for all, or None
+        (all weight on the newest expert). Set once; every layer reads it. Zero weights skip experts."""
+        if weights is not None:
+            if self.merged:
+                raise RuntimeError("experts are merged into the base weights; unmerge() before routing a batch")
+            if weights.dim() not in (1, 2) or weights.shape[-1] != self.num_experts:
+                raise ValueError(
+                    f"routing weights must have shape (E,) or (B, E) with E = {self.num_experts} experts, "
+                    f"got {tuple(weights.shape)}")
+        self.routing_state.set(weights)
+
+    def clear_routing(self) -> None:
+        self.routing_state.set(None)
+
+    @contextmanager
+    def routing(self, weights: Tensor | None) -> Iterator[None]:
+        """`with bank.routing(w): model(...)` — sets the routing and clears it afterwards."""
+        self.set_routing(weights)
+        try:
+            yield
+        finally:
+            self.clear_routing()
+
+    # -- merging ------------------------------------------------------------------------------------
+    @property
+    def merged(self) -> bool:
+        return any(layer.merged for layer in self.layers.values())
+
+    def merge(self, weights: Tensor | Sequence[float]) -> None:
+        """Fold Σ_e w_e·scaling·B_e A_e into every base weight (single-prompt inference).
+
+        weights: (E,) or (1, E). Merging again replaces the previous merge."""
+        w = torch.as_tensor(weights).detach()
+        if w.dim() == 2 and w.shape[0] == 1:
+            w = w[0]
+        if w.shape != (self.num_experts,):
+            raise ValueError(f"merge weights must have shape ({self.num_experts},) or (1, {self.num_experts}), "
+                             f"got {tuple(w.shape)}")
+        self.clear_routing()
+        for layer in self.layers.values():
+            layer.merge(w)
+
+    def unmerge(self) -> None:
+        """Restore every base weight exactly."""
+        for layer in self.layers.values():
+            layer.unmerge()
+
+    # -- state --------------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {
+            "format": _FILE_FORMAT,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "num_experts": self.num_experts,
+            "target_modules": self.target_modules,
+            "layers": list(self.layers),
+        }
+
+    @staticmethod
+    def _key(expert_id: int, layer_name: str, factor: str) -> str:
+        return f"expert.{expert_id}.{layer_name}.{factor}"
+
+    def state_dict_for(self, expert_ids: Iterable[int] | None = None) -> dict[str, Tensor]:
+        """Flat {name: tensor} of the given experts (all when None), names `expert.{i}.{layer}.lora_A|B`."""
+        ids = range(self.num_experts) if expert_ids is None else list(expert_ids)
+        state: dict[str, Tensor] = {}
+        for e in ids:
+            for name, layer in self.layers.items():
+                a, b = layer.expert_parameters(e)
+                state[self._key(e, name, "lora_A")] = a.detach().cpu().clone().contiguous()
+                state[self._key(e, name, "lora_B")] = b.detach().cpu().clone().contiguous()
+        return state
+
+    def load_expert_state(self, state: Mapping[str, Tensor], source: str = "expert state") -> list[int]:
+        """Copy experts from `state_dict_for` output into the bank, adding missing experts first.
+
+        Every expert in `state` must have all layers of this bank with matching shapes; the loaded
+        experts keep their indices. Returns the loaded expert ids. Errors name `source`."""
+        by_expert: dict[int, dict[tuple[str, str], Tensor]] = {}
+        for key, tensor in state.items():
+            head, _, rest = key.partition(".")
+            expert_str, _, rest = rest.partition(".")
+            layer_name, _, factor = rest.rpartition(".")
+            if head != "expert" or not expert_str.isdigit() or factor not in ("lora_A", "lora_B"):
+                raise CheckpointError(f"{source}: unexpected tensor name {key!r} (want expert.<i>.<layer>.lora_A|lora_B)")
+            if layer_name not in self.layers:
+                raise CheckpointError(f"{source}: tensor {key!r} is for layer {layer_name!r}, which this model does not have")
+            by_expert.setdefault(int(expert_str), {})[(layer_name, factor)] = tensor
+        for e, tensors in sorted(by_expert.items()):
+            for name, layer in self.layers.items():
+                for factor, shape in (("lora_A", (layer.rank, layer.in_features)), ("lora_B", (layer.out_features, layer.rank))):
+                    t = tensors.get((name, factor))
+                    if t is None:
+                        raise CheckpointError(f"{source}: missing tensor {self._key(e, name, factor)!r}")
+                    if tuple(t.shape) != shape:
+                        raise CheckpointError(
+                            f"{source}: tensor {self._key(e, name, factor)!r} has shape {tuple(t.shape)}, "
+                            f"the model needs {shape} (rank or backbone mismatch)")
+        if by_expert:
+            while self.num_experts <= max(by_expert):
+                self.add_expert(trainable=False)
+        with torch.no_grad():
+            for e, tensors in by_expert.items():
+                for name, layer in self.layers.items():
+                    a, b = layer.expert_parameters(e)
+                    a.copy_(tensors[(name, "lora_A")])
+                    b.copy_(tensors[(name, "lora_B")])
+        return sorted(by_expert)
+
+    def save(self, path: str | Path, expert_ids: Iterable[int] | None = None) -> None:
+        """Write experts to a safetensors file atomically, with the bank's shape facts as metadata."""
+        from safetensors.torch import save as safetensors_save
+
+        from l2emg.utils.io import atomic_write_bytes
+
+        meta = {k: json.dumps(v) for k, v in self.describe().items()}
+        atomic_write_bytes(path, safetensors_save(self.state_dict_for(expert_ids), metadata=meta))
+
+    def load(self, path: str | Path) -> list[int]:
+        """Load experts written by `save` (rank and alpha must match this bank)."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: expert file not found")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as err:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+        if json.loads(meta.get("format", "null")) != _FILE_FORMAT:
+            raise CheckpointError(f"{path}: not an l2emg expert-bank file (metadata 'format' missing or wrong)")
+        for field in ("rank", "alpha"):
+            saved = json.loads(meta.get(field, "null"))
+            if saved != getattr(self, field):
+                raise CheckpointError(f"{path}: experts were saved with {field}={saved}, this bank has {field}={getattr(self, field)}")
+        return self.load_expert_state(state, source=str(path))
+
+
+def _matches(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def inject_experts(
+    model: nn.Module,
+    target_modules: Sequence[str],
+    rank: int,
+    alpha: float,
+    dropout: float = 0.0,
+    init: str = "kaiming",
+) -> ExpertBank:
+    """Wrap every `nn.Linear` whose qualified name ends with a target (e.g. `q_proj` matches
+    `model.layers.0.self_attn.q_proj`) in an `ExpertLinear`, freeze every parameter of the model,
+    and return the bank. The bank starts with no experts, so the model computes exactly what it did.
+    """
+    if any(isinstance(m, ExpertLinear) for m in model.modules()):
+        raise ValueError(f"{type(model).__name__} already has injected experts")
+    targets = [t.strip().strip(".") for t in target_modules]
+    if not targets or any(not t for t in targets):
+        raise ConfigError(f"lora.target_modules: expected non-empty module names, got {list(target_modules)}")
+    linear_names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    unmatched = [t for t in targets if not any(_matches(n, t) for n in linear_names)]
+    if unmatched:
+        leaves = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear_names))
+        raise ConfigError(
+            f"lora.target_modules: no nn.Linear of {type(model).__name__} is named like {unmatched}; "
+            f"its Linear names end with {leaves[:12]} (e.g. {linear_names[:3]})")
+    model.requires_grad_(False)
+    routing = RoutingState()
+    layers: dict[str, ExpertLinear] = {}
+    for name in [n for n in linear_names if any(_matches(n, t) for t in targets)]:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        wrapped = ExpertLinear(getattr(parent, child), rank, alpha, dropout, init, routing)
+        setattr(parent, child, wrapped)
+        layers[name] = wrapped
+    return ExpertBank(layers, routing, targets)
+
+
+def inject_experts_from_config(model: nn.Module, config) -> ExpertBank:
+    """`inject_experts` with the fields of a `LoRAConfig`."""
+    return inject_experts(model, config.target_modules, config.rank, config.alpha, config.dropout, config.init)
