@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from l2emg.errors import DataError
 from l2emg.motion.skeleton import FPS, JOINT_INDEX, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS
-from l2emg.utils.io import atomic_write_bytes
+from l2emg.utils.io import atomic_write_bytes, publish_temp_file
 
 # ---------------------------------------------------------------------------------------------- look
 BACKGROUND = (255, 255, 255)
@@ -701,7 +701,7 @@ def _write_mp4(path: Path, frames: Iterator[Image.Image], fps: float) -> None:
                 writer.append_data(np.asarray(frame))
         finally:
             writer.close()
-        os.replace(tmp, path)
+        publish_temp_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -12,6 +12,22 @@ from typing import Any
 import numpy as np
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_DEFAULT_FILE_MODE = _default_file_mode()
+
+
+def publish_temp_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file (mkstemp makes them 0600) the usual permissions and rename it
+    over `path` in one step."""
+    os.chmod(tmp, _DEFAULT_FILE_MODE)
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -22,7 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish_temp_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
