@@ -160,8 +160,10 @@ class EvaluatorConfig(Section):
     false_negative_threshold: float = Field(
         0.95, gt=0.0, le=1.0, description="in-batch negatives whose caption is this similar to the positive's are ignored")
     emotion_weight: float = Field(1.0, ge=0.0, description="weight of the emotion cross-entropy")
+    corrupt_fraction: float = Field(
+        0.25, ge=0.0, le=1.0, description="share of each batch whose noised/frame-shuffled copy is an extra negative")
     # -- training -------------------------------------------------------------------------------
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
@@ -306,6 +308,8 @@ class ESMoEConfig(Section):
     temperature: float = Field(1.0, gt=0.0, description="gate softmax temperature (on top of 1/sqrt(key_dim))")
     top_k: int = Field(3, ge=1, description="experts kept per sample (renormalised)")
     mask_prob: float = Field(0.3, ge=0.0, lt=1.0, description="probability of masking each old expert during training")
+    route_weight: float = Field(0.5, ge=0.0, description="weight of the routing loss (gate cross-entropy toward "
+                                "the current scenario's expert; 0 = the paper's plain Eq. 4 training)")
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
 
     @model_validator(mode="after")
@@ -363,6 +367,18 @@ def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
             out[key] = _deep_update(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def qualify_overrides(values: list[str], section: str) -> list[str]:
+    """`--set key=value` of a command group: a bare key names a field of `section`
+    (`window=32` -> `tokenizer.window=32`); dotted keys name their own section."""
+    out = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. {section}.seed=1")
+        out.append(f"{key if '.' in key else section + '.' + key}={value}")
     return out
 
 

@@ -26,14 +26,10 @@ LABEL_MAP_HELP = ("YAML/JSON file mapping the dataset's emotion/scenario names o
 
 
 def _overrides(values: list[str]) -> list[str]:
-    """`--set num_motions=100` means data.num_motions; dotted keys name their section."""
-    out = []
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--set {item!r}: expected key=value, e.g. data.num_motions=400")
-        out.append(f"{key if '.' in key else 'data.' + key}={value}")
-    return out
+    """`--set key=value`: a bare key is a field of the `data` section."""
+    from l2emg.config import qualify_overrides
+
+    return qualify_overrides(values, "data")
 
 
 def _load(root: Path, label_map: Optional[Path] = None):

@@ -26,14 +26,10 @@ CODES_FORMAT = "l2emg-motion-codes"
 
 
 def _overrides(values: list[str]) -> list[str]:
-    """`--set window=32` means tokenizer.window; dotted keys name their section."""
-    out = []
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--set {item!r}: expected key=value, e.g. tokenizer.iterations=2000")
-        out.append(f"{key if '.' in key else 'tokenizer.' + key}={value}")
-    return out
+    """`--set key=value`: a bare key is a field of the `tokenizer` section."""
+    from l2emg.config import qualify_overrides
+
+    return qualify_overrides(values, "tokenizer")
 
 
 def _metrics_table(metrics: dict[str, Any]) -> Table:
