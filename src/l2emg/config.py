@@ -306,10 +306,10 @@ class ESMoEConfig(Section):
     key_dim: int = Field(64, ge=1, description="dimension of the expert keys (≥ max_experts: keys are orthogonal)")
     max_experts: int = Field(32, ge=1, description="orthogonal keys prepared; one expert per scenario")
     temperature: float = Field(1.0, gt=0.0, description="gate softmax temperature (on top of 1/sqrt(key_dim))")
-    top_k: int = Field(3, ge=1, description="experts kept per sample (renormalised)")
+    top_k: int = Field(2, ge=1, description="experts kept per sample (renormalised)")
     mask_prob: float = Field(0.3, ge=0.0, lt=1.0, description="probability of masking each old expert during training")
-    route_weight: float = Field(0.5, ge=0.0, description="weight of the routing loss (gate cross-entropy toward "
-                                "the current scenario's expert; 0 = the paper's plain Eq. 4 training)")
+    route_weight: float = Field(0.0, ge=0.0, description="weight of an optional routing loss (gate cross-entropy "
+                                "toward the current scenario's expert); 0 = the paper's plain Eq. 4 training")
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
 
     @model_validator(mode="after")

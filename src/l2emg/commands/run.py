@@ -17,19 +17,26 @@ def run(
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory; re-running resumes it"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set data.num_motions=800"),
     no_progress: bool = typer.Option(False, help="hide progress bars"),
+    stream: bool = typer.Option(True, help="also train train.method over the configured stream (--no-stream: shared stages only)"),
 ) -> None:
     """Run the whole pipeline into one run directory, reusing stages that are already done.
 
     Generates the embedded dataset and its previews, trains the motion tokenizer and the evaluator,
-    builds the language model and writes a summary (RUN/summary.md). Each stage is recorded in
-    RUN/manifest.json, so an interrupted run continues where it stopped.
+    builds the language model, then trains the profile's method (train.method, ES-MoE by default)
+    over the configured stream (stream.split, stream.order) and writes its report and a summary
+    (RUN/summary.md). Each stage is recorded in RUN/manifest.json, and the stream checkpoints after
+    every scenario, so an interrupted run continues where it stopped.
     """
     from l2emg.config import load_config
+    from l2emg.continual.trainer import StreamTrainer, write_report
     from l2emg.pipeline import prepare_run
 
     started = time.time()
     config = load_config(profile, set_)
     run = prepare_run(run_dir, config, progress=not no_progress)
+    if stream:
+        trainer = StreamTrainer(run, config, progress=not no_progress)
+        write_report(trainer, trainer.run_stream())
     write_summary(run, time.time() - started)
     console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.path / 'summary.md'}")
 
@@ -49,6 +56,9 @@ def write_summary(run, seconds: float) -> None:
 
         lines += ["", "## Real-motion reference row (test split)", "",
                   metrics_table_markdown({"Real motion": load_json(reference)["metrics"]})]
+    for report in sorted((run.path / "methods").glob("*/report.md")):
+        lines += ["", f"## {report.parent.name}", "", f"[{report}]({report.relative_to(run.path)})", ""]
+        lines += [line for line in report.read_text().splitlines() if line.startswith("|")]
     if (run.previews_dir / "index.md").exists():
         lines += ["", f"Previews: [{run.previews_dir / 'index.md'}](previews/index.md)"]
     atomic_write_text(run.path / "summary.md", "\n".join(lines) + "\n")

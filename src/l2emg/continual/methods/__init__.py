@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+from l2emg.continual.methods.esmoe import ESMoE, ESMoEWithoutCGED, ESMoEWithoutLemo, ESMoEWithoutSAMoE
 from l2emg.continual.methods.mtl import MTL
 from l2emg.continual.methods.seqlora import SeqLoRA
 from l2emg.errors import ConfigError
@@ -10,6 +11,10 @@ from l2emg.errors import ConfigError
 METHODS: dict[str, type[ContinualMethod]] = {
     "mtl": MTL,
     "seqlora": SeqLoRA,
+    "esmoe": ESMoE,
+    "esmoe_wo_cged": ESMoEWithoutCGED,
+    "esmoe_wo_samoe": ESMoEWithoutSAMoE,
+    "esmoe_wo_lemo": ESMoEWithoutLemo,
 }
 
 

@@ -1,0 +1,281 @@
+"""ES-MoE (the paper's method) and its three ablations, behind the `ContinualMethod` interface.
+
+    prompt token ids ──embed (frozen)──> X (B, P, d_model)
+        CGED (`cged.EmotionDecoupler`): h = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)      (B, P, d)
+        ├─ emotion classifier(pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
+        ├─ gate (`gate.ExpertGate`, Eq. 4): query(pooled h) · keys ──> weights w (B, E), one per sample
+        └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (scale starts at 0)
+    LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
+    L = L_llm + λ · L_emo (+ μ · L_route)                                        (λ = esmoe.emotion_weight)
+
+L_route (μ = esmoe.route_weight, default 0 = the paper's objective) is an optional addition:
+cross-entropy of the gate's logits toward expert i for the step-i samples (all from scenario i). It
+makes the fresh expert i take weight while it trains, but since step i sees scenario i only, it also
+teaches the gate to send every prompt to the newest expert; it is off by default.
+
+Scenario step i (Algorithm 1): `begin_scenario` appends K-means centroids of the CURRENT scenario's
+prompt embeddings to CGED's global dictionary, adds LoRA expert i and key i; only expert i, key i,
+the gate's query network, CGED, the emotion classifier and the scale train. Older experts and keys
+are frozen (`requires_grad=False`: bit-identical by construction).
+
+Generation (`prepare_generation`): the gate depends only on the prompt, so the routing is fixed for a
+whole request. A single prompt merges the selected experts into the base weights once
+(`ExpertBank.merge`) and then decodes at plain-backbone speed; a batch uses the fused expert product
+with per-sample routing. Any later training forward or `prepare_generation` unmerges first.
+
+Ablations (Table 2): `esmoe_wo_cged` — no CGED: the gate reads the mean-pooled plain prompt
+embeddings, no L_emo, nothing added to the input; `esmoe_wo_samoe` — one LoRA trained sequentially
+(as SeqLoRA) with CGED and L_emo kept; `esmoe_wo_lemo` — λ = 0 (no classifier).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from l2emg.config import Config
+from l2emg.continual.lora import inject_experts_from_config
+from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
+from l2emg.continual.methods.gate import ExpertGate
+from l2emg.data.labels import EMOTIONS
+from l2emg.errors import CheckpointError
+from l2emg.lm.motion_lm import MotionLM
+
+__all__ = ["ESMoE", "ESMoEWithoutCGED", "ESMoEWithoutSAMoE", "ESMoEWithoutLemo"]
+
+UNLABELLED = -100
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) % (2**63 - 1))
+
+
+class ESMoE(ContinualMethod):
+    name = "esmoe"
+    use_cged: bool = True
+    use_samoe: bool = True
+    use_emotion_loss: bool = True
+
+    def __init__(self, config: Config, lm: MotionLM):
+        super().__init__(config, lm)
+        self.options = config.esmoe
+        self.emotion_weight = float(self.options.emotion_weight) if self.use_cged and self.use_emotion_loss else 0.0
+        self.current = 0  # the expert being trained (the scenario step)
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        opts, seed = self.options, int(self.config.train.seed)
+        self.bank = inject_experts_from_config(self.model, self.config.lora)
+        self.freeze_backbone()
+        d_model = self.model.get_input_embeddings().weight.shape[1]
+        with torch.random.fork_rng(devices=[]):  # the block's initialisation depends on the seed only
+            torch.manual_seed(seed + 17)
+            gate_input = d_model
+            if self.use_cged:
+                self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult)
+                self.emotion_scale = nn.Parameter(torch.zeros(()))  # h enters the LLM scaled by this
+                # ... in units of the backbone's embedding size (RMS of an embedding entry), so that the
+                # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
+                rms = self.model.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
+                self.register_buffer("embedding_rms", rms.reshape(()).cpu().clone())
+                gate_input = self.cged.width
+                if self.emotion_weight > 0:
+                    self.classifier = EmotionClassifier(self.cged.width, len(EMOTIONS), opts.classifier_hidden,
+                                                        opts.classifier_layers)
+            if self.use_samoe:
+                self.gate = ExpertGate(gate_input, opts.key_dim, opts.query_rank, opts.max_experts,
+                                       opts.temperature, opts.top_k, opts.mask_prob, seed=seed)
+        if not self.use_samoe:  # one LoRA for the whole stream (SeqLoRA)
+            self.bank.add_expert(trainable=True, generator=_generator(seed))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        self.bank.unmerge()
+        if self.use_cged:
+            self.cged.add_to_dictionary(self.scenario_centroids(ctx, seed=self.config.train.seed * 1000 + step))
+        if self.use_samoe:
+            while self.bank.num_experts <= step:
+                self.bank.add_expert(trainable=False, generator=_generator(self.config.train.seed * 1000 + self.bank.num_experts))
+            while self.gate.num_experts < self.bank.num_experts:
+                self.gate.add_key()
+            self.current = step
+            self.bank.set_trainable([step])
+            self.gate.set_trainable(step)
+        else:
+            self.current = 0
+            self.bank.set_trainable([0])
+        if self.use_cged:
+            self.cged.requires_grad_(True)
+
+    def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
+        self.bank.set_trainable([])
+        if self.use_samoe:
+            self.gate.set_trainable(None)
+
+    @torch.no_grad()
+    def scenario_centroids(self, ctx: ScenarioContext, seed: int) -> Tensor:
+        """K-means centroids (K, d_model) of the mean-pooled frozen prompt embeddings of this scenario's
+        training examples — the only data the global dictionary ever sees."""
+        weight = self.model.get_input_embeddings().weight  # (V, d_model)
+        d_model = weight.shape[1]
+        if not ctx.examples:
+            return torch.zeros(0, d_model)
+        features = torch.stack([
+            weight[torch.as_tensor(e["input_ids"][: e["prompt_length"]], device=weight.device)].float().mean(0)
+            for e in ctx.examples]).cpu()  # (N, d_model)
+        centroids = kmeans_centroids(features.numpy(), self.options.dict_clusters, seed, self.options.kmeans_n_init)
+        return torch.from_numpy(centroids)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = list(self.bank.expert_parameters(self.current))
+        if self.use_samoe:
+            params += [self.gate.keys[self.current], *self.gate.query.parameters()]
+        if self.use_cged:
+            params += [*self.cged.parameters(), self.emotion_scale]
+            if self.emotion_weight > 0:
+                params += list(self.classifier.parameters())
+        return params + list(self.motion_embedding_params)
+
+    def train(self, mode: bool = True) -> "ESMoE":
+        if mode:
+            self.bank.unmerge()
+        return super().train(mode)
+
+    # -- the shared front: X -> (input embeddings, pooled features, emotion logits) -----------------
+    def _front(self, input_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """input_ids (B, L), prompt_mask (B, L) bool -> embeddings (B, L, d_model) with the
+        emotion-highlighted prompt, pooled features (B, d) for the gate, emotion logits (B, C) | None.
+
+        Only the first P = max prompt length columns are read by CGED (right-padded training batches
+        keep the prompt at the front; left-padded generation prompts are all prompt)."""
+        embeds = self.model.get_input_embeddings()(input_ids)  # (B, L, d_model), frozen
+        length = embeds.shape[1]
+        prompt_len = int(prompt_mask.sum(1).max()) if prompt_mask.shape[1] else 0
+        if prompt_len < length:
+            first = prompt_mask[:, :prompt_len]
+            if bool(prompt_mask[:, prompt_len:].any()):  # a prompt that does not start at column 0
+                prompt_len, first = length, prompt_mask
+        else:
+            first = prompt_mask
+        x = embeds[:, :prompt_len]
+        if not self.use_cged:  # the gate reads the pooled plain embeddings, standardised (they are tiny)
+            pooled = masked_mean(x.float(), first)  # (B, d_model)
+            return embeds, F.layer_norm(pooled, pooled.shape[-1:]), None
+        h = self.cged(x, first)  # (B, P, d)
+        pooled = self.cged.pooled(h, first)  # (B, d)
+        delta = self.cged.to_model(h) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
+        if prompt_len < length:
+            delta = F.pad(delta, (0, 0, 0, length - prompt_len))
+        embeds = embeds + delta.to(embeds.dtype)
+        logits = self.classifier(pooled) if self.emotion_weight > 0 else None
+        return embeds, pooled, logits
+
+    # -- training -----------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        self.bank.unmerge()
+        embeds, pooled, emo_logits = self._front(batch["input_ids"], batch["prompt_mask"])
+        logs: dict[str, Tensor] = {}
+        if self.use_samoe:
+            weights = self.gate(pooled, current=self.current if self.training else None)  # (B, E)
+            self.bank.set_routing(weights)
+            logs["gate_current"] = weights[:, self.current].detach().mean()
+            route_loss = self.gate.routing_loss(pooled, self.current) if self.options.route_weight > 0 else None
+        try:
+            out = self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
+        finally:
+            if self.use_samoe:
+                self.bank.clear_routing()
+        loss = out.loss
+        logs["lm_loss"] = out.loss.detach()
+        if self.use_samoe and route_loss is not None:
+            loss = loss + self.options.route_weight * route_loss
+            logs["route_loss"] = route_loss.detach()
+        if emo_logits is not None:
+            labels = batch["emotion"].to(emo_logits.device)
+            known = labels != UNLABELLED
+            if bool(known.any()):
+                emo_loss = F.cross_entropy(emo_logits.float(), labels, ignore_index=UNLABELLED)
+                logs["emo_acc"] = (emo_logits.argmax(-1)[known] == labels[known]).float().mean().detach()
+            else:  # keep the classifier in the graph (zero gradient) for distributed training
+                emo_loss = emo_logits.sum() * 0.0
+            loss = loss + self.emotion_weight * emo_loss
+            logs["emo_loss"] = emo_loss.detach()
+        if self.use_cged:
+            logs["emotion_scale"] = self.emotion_scale.detach().clone()
+        return {"loss": loss, **logs}
+
+    # -- generation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def gate_weights(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Inference gate (top_k of all experts) for left-padded prompts: (B, E)."""
+        _, pooled, _ = self._front(input_ids, attention_mask.bool())
+        return self.gate(pooled)
+
+    @torch.no_grad()
+    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """Route (or merge, for one prompt) the experts for this batch; return the emotion-highlighted
+        prompt embeddings (B, L, d_model), or None when CGED is off (the plain embeddings)."""
+        # (a merge replaces any previous merge, so the weights are unmerged only for the fused path)
+        embeds, pooled, _ = self._front(input_ids, attention_mask.bool())
+        if self.use_samoe:
+            weights = self.gate(pooled)  # (B, E)
+        else:
+            weights = torch.ones(input_ids.shape[0], 1, device=embeds.device)
+        if input_ids.shape[0] == 1 and self.options.merge_single_prompt:
+            self.bank.merge(weights[0])  # decode at plain-backbone cost
+        else:
+            self.bank.unmerge()
+            self.bank.set_routing(weights if self.use_samoe else None)
+        return embeds if self.use_cged else None
+
+    # -- state --------------------------------------------------------------------------------------
+    def structure(self) -> dict[str, Any]:
+        return {"variant": self.name, "num_experts": self.bank.num_experts, "current": self.current,
+                "dictionary_sizes": list(self.cged.dictionary_sizes) if self.use_cged else []}
+
+    def restore_structure(self, structure: dict[str, Any]) -> None:
+        if structure.get("variant", self.name) != self.name:
+            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
+        self.bank.unmerge()
+        count = int(structure.get("num_experts", self.bank.num_experts))
+        if count < self.bank.num_experts:
+            raise CheckpointError(f"checkpoint has {count} experts but the method already has {self.bank.num_experts}")
+        while self.bank.num_experts < count:
+            self.bank.add_expert(trainable=False)
+        self.bank.set_trainable([])
+        if self.use_samoe:
+            while self.gate.num_experts < count:
+                self.gate.add_key()
+            self.gate.set_trainable(None)
+        if self.use_cged:
+            self.cged.resize_dictionary([int(s) for s in structure.get("dictionary_sizes", [])])
+        self.current = int(structure.get("current", max(count - 1, 0)))
+
+    def load_adapter_state(self, state: dict[str, Tensor], source: str = "adapter state") -> None:
+        self.bank.unmerge()
+        super().load_adapter_state(state, source)
+
+
+class ESMoEWithoutCGED(ESMoE):
+    """Ablation: no emotion decoupling — the gate reads pooled plain prompt embeddings, no L_emo."""
+
+    name = "esmoe_wo_cged"
+    use_cged = False
+
+
+class ESMoEWithoutSAMoE(ESMoE):
+    """Ablation: one LoRA trained sequentially (SeqLoRA) with CGED and L_emo kept."""
+
+    name = "esmoe_wo_samoe"
+    use_samoe = False
+
+
+class ESMoEWithoutLemo(ESMoE):
+    """Ablation: λ = 0 — CGED and the gate without the emotion loss (no classifier)."""
+
+    name = "esmoe_wo_lemo"
+    use_emotion_loss = False

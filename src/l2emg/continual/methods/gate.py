@@ -1,0 +1,126 @@
+"""The scenario-adapted expert gate (paper Eq. 4): one weight vector per sample over the LoRA experts.
+
+    q   = LayerNorm(SiLU(Up(Down(pooled h))))         (B, key_dim)   the query embedding (as SAPT)
+    l_j = q · K_j / (√key_dim · temperature)           j = 0 … E−1    one key per expert
+    W   = Softmax(l) over the selected experts, 0 elsewhere
+
+Keys: `max_experts` mutually orthogonal rows are drawn once from a seeded generator
+(`torch.nn.init.orthogonal_`, Saxe et al. 2014; SLM) and scaled to norm √key_dim, the typical norm of a
+LayerNorm'd query, so l_j starts as √key_dim · cos(q, K_j). Key j becomes a Parameter when expert j is
+added and starts at row j; each key is its own Parameter, so freezing old keys is `requires_grad`.
+
+Selection:
+- training (`current` = the expert being trained): every OLD expert is masked independently with
+  probability `mask_prob` (the current expert never is); the current expert and the top (top_k − 1)
+  unmasked old experts are kept and their logits renormalised by a softmax. The current expert is
+  always kept so that it receives a gradient from every sample (a fresh expert is a no-op, and a
+  gate free to drop it would never let it learn);
+- inference: the top_k experts of all E are kept and renormalised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ExpertGate", "orthogonal_keys", "select_top_k", "INIT_GAIN"]
+
+INIT_GAIN = 0.3  # initial LayerNorm gain of the query: initial gate logits have about this std
+
+
+def orthogonal_keys(count: int, dim: int, seed: int) -> Tensor:
+    """(count, dim) rows that are mutually orthogonal, each of norm √dim (count ≤ dim)."""
+    if count > dim:
+        raise ValueError(f"{count} orthogonal keys need key_dim ≥ {count}, got {dim}")
+    generator = torch.Generator().manual_seed(int(seed))
+    keys = torch.empty(count, dim)
+    nn.init.orthogonal_(keys, generator=generator)  # orthonormal rows
+    return keys * math.sqrt(dim)
+
+
+def select_top_k(logits: Tensor, k: int, available: Tensor | None = None, forced: int | None = None) -> Tensor:
+    """Softmax over the selected experts, zero elsewhere: logits (B, E) -> weights (B, E).
+
+    `available` (B, E) bool marks experts that may be chosen (False = masked); `forced` is an expert
+    index always selected (it counts towards k). The top k (or fewer if fewer are available) of the
+    available experts by logit are selected.
+    """
+    batch, count = logits.shape
+    allowed = torch.ones_like(logits, dtype=torch.bool) if available is None else available.clone()
+    scores = logits.detach().masked_fill(~allowed, float("-inf"))
+    if forced is not None:
+        scores[:, forced] = float("inf")  # picked first
+        allowed[:, forced] = True
+    k = min(k, count)
+    top = scores.topk(k, dim=-1).indices  # (B, k)
+    selected = torch.zeros_like(allowed).scatter_(1, top, True) & allowed  # -inf picks of rows with < k allowed drop
+    masked_logits = logits.masked_fill(~selected, float("-inf"))
+    return torch.softmax(masked_logits, dim=-1)  # exact zeros where not selected
+
+
+class ExpertGate(nn.Module):
+    """Pooled features (B, d_in) -> expert weights (B, E); keys grow with the experts."""
+
+    def __init__(self, d_in: int, key_dim: int = 64, query_rank: int = 64, max_experts: int = 32,
+                 temperature: float = 1.0, top_k: int = 2, mask_prob: float = 0.3, seed: int = 0):
+        super().__init__()
+        self.key_dim, self.max_experts = key_dim, max_experts
+        self.temperature, self.top_k, self.mask_prob = float(temperature), int(top_k), float(mask_prob)
+        # The down/up query projection (SAPT: Linear(d→r) → Linear(r→d_key) → SiLU → LayerNorm).
+        self.query = nn.Sequential(nn.Linear(d_in, query_rank), nn.Linear(query_rank, key_dim), nn.SiLU(),
+                                   nn.LayerNorm(key_dim))
+        # The initial logits then have std ≈ INIT_GAIN: the gate starts near uniform (as SAPT's does) and
+        # sharpens by learning the gain. A gate that starts peaked sends a fresh (no-op) expert almost no
+        # weight, hence almost no gradient, and collapses onto the first trained expert.
+        nn.init.constant_(self.query[-1].weight, INIT_GAIN)
+        # Every key the gate can ever use, fixed by the seed; key j starts from row j.
+        self.register_buffer("key_init", orthogonal_keys(max_experts, key_dim, seed))
+        self.keys = nn.ParameterList()  # key j: (key_dim,)
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.keys)
+
+    def add_key(self) -> int:
+        """Add the key of the next expert (trainable) and return its index."""
+        j = self.num_experts
+        if j >= self.max_experts:
+            raise ValueError(f"the gate has orthogonal keys for {self.max_experts} experts (esmoe.max_experts); "
+                             f"expert {j + 1} does not fit — raise esmoe.max_experts (and key_dim)")
+        self.keys.append(nn.Parameter(self.key_init[j].detach().clone()))
+        return j
+
+    def set_trainable(self, expert: int | None) -> None:
+        """Only key `expert` trains (None: no key trains)."""
+        for j, key in enumerate(self.keys):
+            key.requires_grad_(j == expert)
+
+    def logits(self, pooled: Tensor) -> Tensor:
+        """(B, d_in) -> (B, E) scaled dot products between the query and each key."""
+        q = self.query(pooled.to(self.key_init.dtype))  # (B, key_dim)
+        keys = torch.stack(list(self.keys), dim=0)  # (E, key_dim)
+        return q @ keys.t() / (math.sqrt(self.key_dim) * self.temperature)
+
+    def routing_loss(self, pooled: Tensor, current: int) -> Tensor:
+        """Cross-entropy of the (unmasked) gate logits toward the current expert: at step i every training
+        sample belongs to scenario i, so its prompt should select expert i."""
+        logits = self.logits(pooled)
+        target = torch.full((logits.shape[0],), current, dtype=torch.long, device=logits.device)
+        return nn.functional.cross_entropy(logits, target)
+
+    def forward(self, pooled: Tensor, current: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Expert weights (B, E). With `current` (training): random masking of old experts, the current
+        one always kept; without (inference): top_k of all experts."""
+        if self.num_experts == 0:
+            raise RuntimeError("the gate has no experts yet")
+        logits = self.logits(pooled)
+        if current is None:
+            return select_top_k(logits, self.top_k)
+        available = torch.ones_like(logits, dtype=torch.bool)
+        if self.mask_prob > 0 and current > 0:
+            draw = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
+            available = draw >= self.mask_prob
+        available[:, current] = True
+        return select_top_k(logits, self.top_k, available, forced=current)

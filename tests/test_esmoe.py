@@ -1,0 +1,377 @@
+"""ES-MoE: the gate (Eq. 4, masking, top-k), per-scenario isolation of experts and keys, the
+scenario-only K-means dictionary, merged vs fused inference, the loss, state round trips, ablations."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lm_fixtures import CAPTIONS, tiny_lm_config  # noqa: E402
+
+from l2emg.config import load_config  # noqa: E402
+from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
+from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
+from l2emg.continual.methods.cged import kmeans_centroids  # noqa: E402
+from l2emg.continual.methods.gate import ExpertGate, orthogonal_keys, select_top_k  # noqa: E402
+from l2emg.data.labels import EMOTIONS  # noqa: E402
+from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
+from l2emg.errors import CheckpointError  # noqa: E402
+from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
+from l2emg.lm.generate import generate_codes  # noqa: E402
+from l2emg.lm.motion_lm import MotionLM  # noqa: E402
+from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
+from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
+
+torch.set_num_threads(1)
+
+MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "fearful",
+         "in surprise": "surprised", "with disgust": "disgusted", "calmly": "neutral"}
+# Two scenarios with clearly different captions (different verbs and words).
+SCENARIO_A = [(f"a person {v} {w}, {m}", MOODS[m]) for v, w, m in
+              itertools.product(["walks", "runs"], ["forward", "slowly"], MOODS)]
+SCENARIO_B = [(f"someone {v} on the stage {w}, {m}", MOODS[m]) for v, w, m in
+              itertools.product(["spins", "kicks"], ["in a circle", "backwards"], MOODS)]
+CODEBOOK = 16
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = CAPTIONS + [c for c, _ in SCENARIO_A + SCENARIO_B] + [INSTRUCTION] * 3
+    return build_text_tokenizer(texts, vocab_size=400)
+
+
+def make_lm(tokenizer, seed: int = 0) -> MotionLM:
+    from copy import deepcopy
+
+    from transformers import LlamaForCausalLM
+
+    tok = deepcopy(tokenizer)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_llama_config(tiny_lm_config(), len(tok), tok))
+    codebook = torch.randn(CODEBOOK, 8, generator=torch.Generator().manual_seed(1))
+    vocab = add_motion_tokens(model, tok, codebook, seed=0)
+    return MotionLM(model, tok, vocab)
+
+
+def make_config(**esmoe):
+    options = {"d_cged": 32, "heads": 4, "dict_clusters": 4, "kmeans_n_init": 2, "classifier_hidden": 32,
+               "query_rank": 16, "key_dim": 16, "max_experts": 8, "top_k": 2, "mask_prob": 0.5,
+               "emotion_weight": 0.5, **esmoe}
+    overrides = [f"esmoe.{k}={v}" for k, v in options.items()] + ["lora.dropout=0.0", "lora.rank=4"]
+    return load_config("tiny", overrides)
+
+
+def make_method(tokenizer, name: str = "esmoe", seed: int = 0, **esmoe):
+    method = METHODS[name](make_config(**esmoe), make_lm(tokenizer, seed))
+    method.setup()
+    return method
+
+
+def examples_for(method, captions, scenario: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    samples, codes = [], {}
+    for k, (caption, emotion) in enumerate(captions):
+        motion_id = f"{scenario}_{k:03d}"
+        codes[motion_id] = rng.integers(0, CODEBOOK, size=int(rng.integers(3, 7))).tolist()
+        samples.append(InstructionSample(INSTRUCTION, caption, emotion, scenario, motion_id, scenario))
+    return build_examples(samples, codes, method.lm.tokenizer, method.lm.vocab, max_length=128)
+
+
+def batch_of(method, examples):
+    return collate_examples(examples, method.lm.tokenizer.pad_token_id)
+
+
+def train(method, step: int, examples, updates: int = 4, lr: float = 1e-2, batch_size: int = 8) -> list[float]:
+    """begin_scenario -> a few AdamW updates on the trainable parameters -> end_scenario; returns losses."""
+    ctx = ScenarioContext(step, f"s{step}", examples)
+    method.train()
+    method.begin_scenario(step, ctx)
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for u in range(updates):
+        start = (u * batch_size) % len(examples)
+        out = method(batch_of(method, examples[start:start + batch_size]))
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(out["loss"].detach()))
+    method.end_scenario(step, ctx)
+    return losses
+
+
+def prompts(method, captions):
+    from l2emg.lm.prompts import encode_prompts
+
+    return encode_prompts(method.lm.tokenizer, method.lm.vocab, captions)
+
+
+# ---- the gate ---------------------------------------------------------------------------------------
+
+
+def test_select_top_k_renormalises_and_never_picks_masked_experts():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        batch, count, k = 5, int(torch.randint(2, 9, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
+        logits = torch.randn(batch, count, generator=g) * 3
+        available = torch.rand(batch, count, generator=g) > 0.4
+        forced = int(torch.randint(0, count, (1,), generator=g)) if trial % 2 else None
+        w = select_top_k(logits, k, available, forced=forced)
+        chosen = w > 0
+        allowed = available.clone()
+        if forced is not None:
+            allowed[:, forced] = True
+            assert bool(chosen[:, forced].all())
+        assert not bool((chosen & ~allowed).any())  # a masked expert is never selected
+        assert torch.allclose(w.sum(-1)[allowed.any(-1)], torch.ones(int(allowed.any(-1).sum())), atol=1e-6)
+        assert bool((chosen.sum(-1) <= k).all())
+        for row in range(batch):
+            picks = min(k, int(allowed[row].sum()))
+            assert int(chosen[row].sum()) == picks
+            scores = logits[row].masked_fill(~allowed[row], float("-inf"))
+            if forced is not None:
+                scores[forced] = float("inf")
+            expected = set(scores.topk(picks).indices.tolist())
+            assert set(torch.nonzero(chosen[row]).flatten().tolist()) == expected
+            sel = sorted(expected)
+            assert torch.allclose(w[row, sel], torch.softmax(logits[row, sel], -1), atol=1e-6)
+
+
+def test_gate_training_masks_old_experts_keeps_current_and_inference_is_top_k():
+    gate = ExpertGate(12, key_dim=16, query_rank=8, max_experts=8, top_k=3, mask_prob=0.5, seed=3)
+    for _ in range(6):
+        gate.add_key()
+    keys = orthogonal_keys(8, 16, seed=3)
+    assert torch.allclose(keys @ keys.t(), 16 * torch.eye(8), atol=1e-4)  # orthogonal, norm √key_dim
+    assert torch.equal(torch.stack(list(gate.keys)), gate.key_init[:6])
+    pooled = torch.randn(400, 12, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    w = gate(pooled, current=5)
+    chosen = w > 0
+    assert torch.allclose(w.sum(-1), torch.ones(400), atol=1e-6)
+    assert bool(chosen[:, 5].all())  # the current expert is never masked
+    assert bool((chosen.sum(-1) <= 3).all())
+    # masking really happens: the chosen old experts are often not the top-2 old experts by logit
+    logits = gate.logits(pooled)[:, :5]
+    top_old = torch.zeros_like(chosen[:, :5]).scatter_(1, logits.topk(2, dim=-1).indices, True)
+    assert 0.2 < float((chosen[:, :5] != top_old).any(-1).float().mean()) < 1.0
+    w_inf = gate(pooled)  # inference: top-k of all experts, no masking
+    expected = torch.zeros_like(chosen).scatter_(1, gate.logits(pooled).topk(3, dim=-1).indices, True)
+    assert torch.equal(w_inf > 0, expected)
+    with pytest.raises(ValueError, match="max_experts"):
+        for _ in range(3):
+            gate.add_key()
+
+
+# ---- per-scenario isolation, dictionary ----------------------------------------------------------
+
+
+def test_after_scenario_i_only_expert_i_and_key_i_changed(tokenizer):
+    method = make_method(tokenizer)
+    ex_a = examples_for(method, SCENARIO_A, "A")
+    ex_b = examples_for(method, SCENARIO_B, "B")
+    backbone = {k: v.clone() for k, v in method.model.state_dict().items() if "lora_" not in k}
+    train(method, 0, ex_a)
+    assert method.bank.num_experts == 1 and method.gate.num_experts == 1
+    expert0 = [p.detach().clone() for p in method.bank.expert_parameters(0)]
+    key0 = method.gate.keys[0].detach().clone()
+    query = [p.detach().clone() for p in method.gate.query.parameters()]
+    cged = [p.detach().clone() for p in method.cged.parameters()]
+
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
+    trainable = {id(p) for p in method.trainable_parameters()}
+    expected = {id(p) for p in [*method.bank.expert_parameters(1), method.gate.keys[1], *method.gate.query.parameters(),
+                                *method.cged.parameters(), method.emotion_scale, *method.classifier.parameters()]}
+    assert trainable == expected
+    assert {id(p) for p in method.parameters() if p.requires_grad} == expected
+    method.end_scenario(1, None)
+    key1_init = method.gate.keys[1].detach().clone()
+    train(method, 1, ex_b)
+
+    for before, now in zip(expert0, method.bank.expert_parameters(0)):
+        assert torch.equal(before, now)  # older expert bit-identical
+    assert torch.equal(key0, method.gate.keys[0])
+    assert any(not torch.equal(p, torch.zeros_like(p)) for p in method.bank.expert_parameters(1)[1::2])  # B moved
+    assert not torch.equal(key1_init, method.gate.keys[1])
+    assert any(not torch.equal(a, b) for a, b in zip(query, method.gate.query.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(cged, method.cged.parameters()))
+    for name, value in method.model.state_dict().items():
+        if name in backbone:
+            assert torch.equal(backbone[name], value), name  # the frozen backbone never moves
+
+
+def test_dictionary_is_built_from_the_current_scenario_only(tokenizer):
+    method = make_method(tokenizer, dict_clusters=4)
+    ex_a = examples_for(method, SCENARIO_A, "A")
+    ex_b = examples_for(method, SCENARIO_B, "B")
+    weight = method.model.get_input_embeddings().weight.detach()
+
+    def features(examples):
+        return torch.stack([weight[e["input_ids"][: e["prompt_length"]]].mean(0) for e in examples]).numpy()
+
+    feats_a, feats_b = features(ex_a), features(ex_b)
+    assert method.cged.dictionary.shape[0] == 0
+    train(method, 0, ex_a, updates=1)
+    after_a = method.cged.dictionary.clone()
+    seed = method.config.train.seed * 1000
+    assert torch.allclose(after_a, torch.from_numpy(kmeans_centroids(feats_a, 4, seed, 2)), atol=1e-5)
+    train(method, 1, ex_b, updates=1)
+    dictionary = method.cged.dictionary
+    assert method.cged.dictionary_sizes == [4, 4]
+    assert torch.equal(dictionary[:4], after_a)  # scenario 0's centroids are kept as they were
+    new = dictionary[4:]
+    assert torch.allclose(new, torch.from_numpy(kmeans_centroids(feats_b, 4, seed + 1, 2)), atol=1e-5)
+    # every new centroid sits among scenario B's features: its nearest training feature is a B one
+    both = torch.from_numpy(np.concatenate([feats_a, feats_b]))
+    nearest = torch.cdist(new, both).argmin(dim=1)
+    assert bool((nearest >= len(feats_a)).all())
+    # ... and is not what a dictionary that had seen both scenarios would hold
+    mixed = torch.from_numpy(kmeans_centroids(both.numpy(), 4, seed + 1, 2))
+    assert not torch.allclose(torch.sort(new, 0).values, torch.sort(mixed, 0).values, atol=1e-3)
+
+
+# ---- inference -------------------------------------------------------------------------------------
+
+
+def _prompt_logits(method, ids, mask):
+    embeds = method.prepare_generation(ids, mask)
+    with torch.no_grad():
+        if embeds is None:
+            return method.model(input_ids=ids, attention_mask=mask).logits
+        return method.model(inputs_embeds=embeds, attention_mask=mask).logits
+
+
+def test_merged_single_prompt_matches_fused_and_unmerges_for_training(tokenizer):
+    method = make_method(tokenizer, top_k=2)
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=3)
+    train(method, 1, ex_b, updates=3)
+    train(method, 2, ex_a[::2] + ex_b[::2], updates=3)
+    with torch.no_grad():  # make every expert clearly non-zero so that the mixture matters
+        for e in range(3):
+            for p in method.bank.expert_parameters(e):
+                p.add_(torch.randn_like(p) * 0.05)
+    method.eval()
+    captions = [SCENARIO_A[3][0], SCENARIO_B[5][0], "a person runs forward, angrily"]
+    batch = prompts(method, captions)
+    fused_batch = _prompt_logits(method, batch["input_ids"], batch["attention_mask"])  # (3, L, V), fused
+    assert not method.bank.merged
+    weights = method.gate_weights(batch["input_ids"], batch["attention_mask"])
+    assert bool(((weights > 0).sum(-1) == 2).all())
+    base = {n: layer.base.weight.detach().clone() for n, layer in method.bank.layers.items()}
+    for row, caption in enumerate(captions):
+        single = prompts(method, [caption])
+        merged = _prompt_logits(method, single["input_ids"], single["attention_mask"])
+        assert method.bank.merged
+        method.options.merge_single_prompt = False
+        fused = _prompt_logits(method, single["input_ids"], single["attention_mask"])
+        method.options.merge_single_prompt = True
+        assert not method.bank.merged
+        assert torch.allclose(merged, fused, atol=1e-5)
+        length = single["input_ids"].shape[1]
+        assert torch.allclose(merged[0], fused_batch[row, -length:], atol=1e-4)  # left padding aside
+    # decoding through the merged weights gives the same codes as the fused path
+    codes_merged = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions[:1], max_codes=8,
+                                  batch_size=1, prepare=method.prepare_generation)
+    method.options.merge_single_prompt = False
+    codes_fused = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions[:1], max_codes=8,
+                                 batch_size=1, prepare=method.prepare_generation)
+    method.options.merge_single_prompt = True
+    assert np.array_equal(codes_merged[0], codes_fused[0])
+    method.prepare_generation(*prompts(method, captions[:1]).values())
+    assert method.bank.merged
+    method(batch_of(method, ex_a[:4]))  # a training forward unmerges first
+    assert not method.bank.merged
+    for name, layer in method.bank.layers.items():
+        assert torch.equal(layer.base.weight, base[name])
+
+
+# ---- loss, state, ablations ---------------------------------------------------------------------------
+
+
+def test_lm_and_emotion_losses_fall(tokenizer):
+    method = make_method(tokenizer, mask_prob=0.0)
+    examples = examples_for(method, SCENARIO_A, "A")[:16]
+    batch = batch_of(method, examples)
+    method.train()
+    method.begin_scenario(0, ScenarioContext(0, "A", examples))
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=1e-2)
+    first = method(batch)
+    for _ in range(20):
+        out = method(batch)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    last = method(batch)
+    assert float(last["lm_loss"]) < 0.95 * float(first["lm_loss"])  # an untrained tiny LM learns slowly
+    assert float(last["emo_loss"]) < 0.5 * float(first["emo_loss"])
+    assert float(last["loss"].detach()) < float(first["loss"].detach())
+    assert float(last["emotion_scale"]) != 0.0  # h entered the LLM
+    unlabelled = dict(batch, emotion=torch.full_like(batch["emotion"], -100))
+    out = method(unlabelled)
+    assert torch.isfinite(out["loss"]) and float(out["emo_loss"]) == 0.0
+
+
+def test_state_round_trip_through_safetensors(tokenizer, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from l2emg.utils.io import load_json, save_json
+
+    method = make_method(tokenizer)
+    train(method, 0, examples_for(method, SCENARIO_A, "A"), updates=2)
+    train(method, 1, examples_for(method, SCENARIO_B, "B"), updates=2)
+    save_file(method.adapter_state(), str(tmp_path / "adapters.safetensors"))
+    save_json(tmp_path / "structure.json", method.structure())
+
+    fresh = make_method(tokenizer, seed=0)
+    fresh.restore_structure(load_json(tmp_path / "structure.json"))
+    fresh.load_adapter_state(load_file(str(tmp_path / "adapters.safetensors")), source="test")
+    assert fresh.bank.num_experts == 2 and fresh.gate.num_experts == 2
+    assert torch.equal(fresh.cged.dictionary, method.cged.dictionary)
+    for name, tensor in method.adapter_state().items():
+        assert torch.equal(fresh.adapter_state()[name], tensor), name
+    method.eval()
+    fresh.eval()
+    batch = prompts(method, [SCENARIO_B[0][0], SCENARIO_A[1][0]])
+    assert torch.equal(_prompt_logits(method, *batch.values()), _prompt_logits(fresh, *batch.values()))
+    # a checkpoint of another variant or with a wrong shape is refused
+    other = make_method(tokenizer, name="esmoe_wo_cged")
+    with pytest.raises(CheckpointError):
+        other.restore_structure(load_json(tmp_path / "structure.json"))
+    state = load_file(str(tmp_path / "adapters.safetensors"))
+    state["gate.keys.0"] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match="gate.keys.0"):
+        make_method(tokenizer).load_adapter_state(state)
+
+
+@pytest.mark.parametrize("name", ["esmoe", "esmoe_wo_cged", "esmoe_wo_samoe", "esmoe_wo_lemo"])
+def test_each_variant_trains_two_scenarios(tokenizer, name):
+    method = make_method(tokenizer, name=name)
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=1)
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "B", ex_b))
+    out = method(batch_of(method, ex_b[:6]))
+    out["loss"].backward()
+    for p in method.trainable_parameters():
+        assert p.grad is not None  # every trainable parameter is in the graph (DDP needs that)
+    method.end_scenario(1, None)
+    assert ("emo_loss" in out) == (name in ("esmoe", "esmoe_wo_samoe"))
+    assert hasattr(method, "cged") == (name != "esmoe_wo_cged")
+    assert method.bank.num_experts == (1 if name == "esmoe_wo_samoe" else 2)
+    assert method.emotion_weight == (0.5 if name in ("esmoe", "esmoe_wo_samoe") else 0.0)
+    method.eval()
+    codes = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab,
+                           [SCENARIO_A[0][0], SCENARIO_B[1][0]], max_codes=5, prepare=method.prepare_generation)
+    assert len(codes) == 2 and all(1 <= len(c) <= 5 for c in codes)
+
+
+def test_emotions_cover_the_label_set():
+    assert len(EMOTIONS) == 7 and set(MOODS.values()) == set(EMOTIONS)
+
