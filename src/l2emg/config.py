@@ -263,7 +263,7 @@ class TrainConfig(Section):
     makes `epochs` passes over the union), the same optimiser and the same evaluation.
     """
 
-    method: str = Field("seqlora", description="default method of `l2emg run` / `l2emg train`")
+    method: str = Field("esmoe", description="default method of `l2emg run` / `l2emg train`")
     epochs: int = Field(3, ge=1, description="passes over each scenario's training examples")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0.0)
