@@ -375,3 +375,31 @@ def test_each_variant_trains_two_scenarios(tokenizer, name):
 def test_emotions_cover_the_label_set():
     assert len(EMOTIONS) == 7 and set(MOODS.values()) == set(EMOTIONS)
 
+
+
+# ---- attentive reflection: routing survives the stream ------------------------------------------------
+
+SCENARIO_C = [(f"the dancer jumps and {v} {w}, {m}", MOODS[m]) for v, w, m in
+              itertools.product(["waves", "claps"], ["overhead", "twice"], MOODS)]
+
+
+def routing_after_stream(tokenizer, **esmoe) -> torch.Tensor:
+    """Train three scenarios in sequence (30 updates each); return the mean inference gate (3 scenarios × 3
+    experts) of each scenario's training prompts at the end."""
+    torch.manual_seed(0)
+    method = make_method(tokenizer, mask_prob=0.3, **esmoe)
+    scenarios = [SCENARIO_A, SCENARIO_B, SCENARIO_C]
+    for step, captions in enumerate(scenarios):
+        train(method, step, examples_for(method, captions, "ABC"[step], seed=step), updates=30, lr=5e-3)
+    method.eval()
+    return torch.stack([method.gate_weights(*prompts(method, [c for c, _ in captions]).values()).mean(0)
+                        for captions in scenarios])
+
+
+def test_reflection_keeps_old_scenarios_on_their_own_experts(tokenizer):
+    weights = routing_after_stream(tokenizer, reflection_points=4)  # route + reflection losses (defaults)
+    assert torch.equal(weights.argmax(dim=1), torch.arange(3)), weights
+    assert bool((weights.diagonal() > 0.6).all()), weights
+    # without reflection the route loss sends every scenario to the newest expert (routing forgetting)
+    forgetful = routing_after_stream(tokenizer, reflection_weight=0.0, reflection_points=4)
+    assert bool((forgetful.argmax(dim=1) == 2).all()), forgetful

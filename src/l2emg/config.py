@@ -162,6 +162,7 @@ class EvaluatorConfig(Section):
     emotion_weight: float = Field(1.0, ge=0.0, description="weight of the emotion cross-entropy")
     corrupt_fraction: float = Field(
         0.25, ge=0.0, le=1.0, description="share of each batch whose noised/frame-shuffled copy is an extra negative")
+    corrupt_margin: float = Field(0.5, ge=-1.0, le=1.0, description="corrupted copies are pushed below this cosine to their clean motion")
     # -- training -------------------------------------------------------------------------------
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -288,10 +289,11 @@ class ESMoEConfig(Section):
     CGED works at an internal width `d_cged` (the prompt embeddings are projected down to it, so a
     4096-wide LLaMA does not make the block heavy). Its global dictionary holds `dict_clusters`
     K-means centroids per scenario, computed from that scenario's training prompts only. The gate
-    (Eq. 4) scores a query (down/up projection of pooled h) against orthogonally initialised expert
+    (Eq. 4) scores a query (down/up projection of the pooled frozen prompt embeddings, as SAPT) against orthogonal
     keys; logits are q·k / (sqrt(key_dim) · temperature). During training each old expert is masked
     with probability `mask_prob` and the current expert plus the top (top_k − 1) unmasked old ones
-    are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo.
+    are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo
+    + route_weight · L_route + reflection_weight · L_reflect (attentive reflection on stored pseudo-inputs).
     """
 
     d_cged: int = Field(128, ge=8, description="internal width of the emotion decoupling block (≤ d_model is used)")
@@ -308,8 +310,12 @@ class ESMoEConfig(Section):
     temperature: float = Field(1.0, gt=0.0, description="gate softmax temperature (on top of 1/sqrt(key_dim))")
     top_k: int = Field(2, ge=1, description="experts kept per sample (renormalised)")
     mask_prob: float = Field(0.3, ge=0.0, lt=1.0, description="probability of masking each old expert during training")
-    route_weight: float = Field(0.0, ge=0.0, description="weight of an optional routing loss (gate cross-entropy "
-                                "toward the current scenario's expert); 0 = the paper's plain Eq. 4 training")
+    route_weight: float = Field(1.0, ge=0.0, description="weight of the routing loss (gate cross-entropy toward the "
+                                "current scenario's expert); balanced by reflection_weight, 0 = plain Eq. 4 training")
+    reflection_weight: float = Field(1.0, ge=0.0, description="weight of the attentive-reflection loss (KL between "
+                                     "the gate on stored pseudo-inputs of old scenarios and their saved gates)")
+    reflection_points: int = Field(8, ge=1, description="pseudo-inputs (K-means centroids of pooled gate inputs) "
+                                   "stored per scenario for attentive reflection")
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
 
     @model_validator(mode="after")

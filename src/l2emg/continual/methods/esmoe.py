@@ -3,15 +3,18 @@
     prompt token ids ──embed (frozen)──> X (B, P, d_model)
         CGED (`cged.EmotionDecoupler`): h = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)      (B, P, d)
         ├─ emotion classifier(pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
-        ├─ gate (`gate.ExpertGate`, Eq. 4): query(pooled h) · keys ──> weights w (B, E), one per sample
+        ├─ gate (`gate.ExpertGate`, Eq. 4): query(LayerNorm(mean X)) · keys ──> weights w (B, E), per sample
+        │    (the frozen prompt embeddings, as SAPT: pooled h drifts as CGED keeps training — see `_front`)
         └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (scale starts at 0)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
-    L = L_llm + λ · L_emo (+ μ · L_route)                                        (λ = esmoe.emotion_weight)
+    L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
 
-L_route (μ = esmoe.route_weight, default 0 = the paper's objective) is an optional addition:
-cross-entropy of the gate's logits toward expert i for the step-i samples (all from scenario i). It
-makes the fresh expert i take weight while it trains, but since step i sees scenario i only, it also
-teaches the gate to send every prompt to the newest expert; it is off by default.
+L_route: cross-entropy of the gate's logits toward expert i for the step-i samples (all from scenario
+i), so the fresh expert i takes the weight of its own scenario. Alone it teaches the gate to send
+every prompt to the newest expert; L_reflect (attentive reflection, after SAPT) balances it: at the end
+of step i, K-means centroids of scenario i's gate inputs and its average gate are stored (no raw
+samples), and later steps pull the gate on those points back to the stored gate (KL, zeros on newer
+experts). Together they train the shared query network to tell scenarios apart.
 
 Scenario step i (Algorithm 1): `begin_scenario` appends K-means centroids of the CURRENT scenario's
 prompt embeddings to CGED's global dictionary, adds LoRA expert i and key i; only expert i, key i,
@@ -82,7 +85,6 @@ class ESMoE(ContinualMethod):
                 # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
                 rms = self.model.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
                 self.register_buffer("embedding_rms", rms.reshape(()).cpu().clone())
-                gate_input = self.cged.width
                 if self.emotion_weight > 0:
                     self.classifier = EmotionClassifier(self.cged.width, len(EMOTIONS), opts.classifier_hidden,
                                                         opts.classifier_layers)
@@ -110,11 +112,54 @@ class ESMoE(ContinualMethod):
             self.bank.set_trainable([0])
         if self.use_cged:
             self.cged.requires_grad_(True)
+            # pooled h only feeds the emotion classifier (the gate reads the frozen embeddings)
+            self.cged.pool_score.requires_grad_(self.emotion_weight > 0)
 
     def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
         self.bank.set_trainable([])
         if self.use_samoe:
             self.gate.set_trainable(None)
+            if ctx is not None and ctx.examples and len(self.gate.reflection_sizes) == step:
+                points, targets = self.reflection_memory(ctx, seed=self.config.train.seed * 1000 + step)
+                self.gate.add_reflection(points, targets)
+
+    @torch.no_grad()
+    def reflection_memory(self, ctx: ScenarioContext, seed: int) -> tuple[Tensor, Tensor]:
+        """Attentive-reflection memory of the scenario just learned: K-means centroids (K, d) of its
+        training prompts' gate inputs (standardised mean frozen prompt embeddings) and, per
+        centroid, the average full-softmax gate (K, step + 1) over experts 0 … step of the prompts
+        nearest to it. No raw sample is kept."""
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.model.get_input_embeddings().weight.device
+            pooled_parts = []
+            for start in range(0, len(ctx.examples), 64):
+                chunk = ctx.examples[start:start + 64]
+                length = max(int(e["prompt_length"]) for e in chunk)
+                ids = torch.zeros(len(chunk), length, dtype=torch.long)
+                mask = torch.zeros(len(chunk), length, dtype=torch.bool)
+                for row, e in enumerate(chunk):  # prompts right-padded (prompt at the front, as in training)
+                    n = int(e["prompt_length"])
+                    ids[row, :n] = torch.as_tensor(e["input_ids"][:n])
+                    mask[row, :n] = True
+                _, pooled, _ = self._front(ids.to(device), mask.to(device))
+                pooled_parts.append(pooled.float().cpu())
+            pooled = torch.cat(pooled_parts)  # (N, d)
+            centroids = torch.from_numpy(kmeans_centroids(pooled.numpy(), self.options.reflection_points, seed,
+                                                          self.options.kmeans_n_init))  # (K, d)
+            count = self.current + 1  # experts that exist after this step
+            gate = torch.softmax(self.gate.logits(pooled.to(device))[:, :count].float(), dim=-1).cpu()  # (N, E)
+            nearest = torch.cdist(pooled, centroids).argmin(dim=1)  # (N,)
+            targets = torch.zeros(len(centroids), count)
+            targets.index_add_(0, nearest, gate)
+            members = torch.bincount(nearest, minlength=len(centroids)).clamp(min=1).unsqueeze(1)
+            targets = targets / members
+            empty = torch.bincount(nearest, minlength=len(centroids)) == 0
+            targets[empty] = gate.mean(0)  # (a centroid no prompt is nearest to: the scenario's average)
+            return centroids, targets / targets.sum(-1, keepdim=True)
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def scenario_centroids(self, ctx: ScenarioContext, seed: int) -> Tensor:
@@ -135,7 +180,7 @@ class ESMoE(ContinualMethod):
         if self.use_samoe:
             params += [self.gate.keys[self.current], *self.gate.query.parameters()]
         if self.use_cged:
-            params += [*self.cged.parameters(), self.emotion_scale]
+            params += [p for p in self.cged.parameters() if p.requires_grad] + [self.emotion_scale]
             if self.emotion_weight > 0:
                 params += list(self.classifier.parameters())
         return params + list(self.motion_embedding_params)
@@ -166,13 +211,19 @@ class ESMoE(ContinualMethod):
             pooled = masked_mean(x.float(), first)  # (B, d_model)
             return embeds, F.layer_norm(pooled, pooled.shape[-1:]), None
         h = self.cged(x, first)  # (B, P, d)
-        pooled = self.cged.pooled(h, first)  # (B, d)
+        # The gate reads the standardised mean of the FROZEN prompt embeddings (SAPT's query input), not
+        # pooled h: h is trained toward the emotion (L_emo) and keeps changing in every later step, so
+        # old scenarios' h drifts away from what the gate (and its reflection points) saw; the frozen
+        # embeddings carry the scenario and never drift. Measured: with pooled h (alone or ⊕ the frozen
+        # part) every scenario ended on the newest expert despite the reflection loss.
+        plain = masked_mean(x.float(), first)  # (B, d_model)
+        gate_input = F.layer_norm(plain, plain.shape[-1:])
         delta = self.cged.to_model(h) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
         if prompt_len < length:
             delta = F.pad(delta, (0, 0, 0, length - prompt_len))
         embeds = embeds + delta.to(embeds.dtype)
-        logits = self.classifier(pooled) if self.emotion_weight > 0 else None
-        return embeds, pooled, logits
+        logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
+        return embeds, gate_input, logits
 
     # -- training -----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -184,6 +235,8 @@ class ESMoE(ContinualMethod):
             self.bank.set_routing(weights)
             logs["gate_current"] = weights[:, self.current].detach().mean()
             route_loss = self.gate.routing_loss(pooled, self.current) if self.options.route_weight > 0 else None
+            reflection = (self.gate.reflection_loss(self.current)
+                          if self.training and self.options.reflection_weight > 0 else None)
         try:
             out = self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
         finally:
@@ -194,6 +247,9 @@ class ESMoE(ContinualMethod):
         if self.use_samoe and route_loss is not None:
             loss = loss + self.options.route_weight * route_loss
             logs["route_loss"] = route_loss.detach()
+        if self.use_samoe and reflection is not None:
+            loss = loss + self.options.reflection_weight * reflection
+            logs["reflection_loss"] = reflection.detach()
         if emo_logits is not None:
             labels = batch["emotion"].to(emo_logits.device)
             known = labels != UNLABELLED
@@ -235,7 +291,8 @@ class ESMoE(ContinualMethod):
     # -- state --------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:
         return {"variant": self.name, "num_experts": self.bank.num_experts, "current": self.current,
-                "dictionary_sizes": list(self.cged.dictionary_sizes) if self.use_cged else []}
+                "dictionary_sizes": list(self.cged.dictionary_sizes) if self.use_cged else [],
+                "reflection_sizes": list(self.gate.reflection_sizes) if self.use_samoe else []}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
         if structure.get("variant", self.name) != self.name:
@@ -251,6 +308,7 @@ class ESMoE(ContinualMethod):
             while self.gate.num_experts < count:
                 self.gate.add_key()
             self.gate.set_trainable(None)
+            self.gate.resize_reflection([int(s) for s in structure.get("reflection_sizes", [])])
         if self.use_cged:
             self.cged.resize_dictionary([int(s) for s in structure.get("dictionary_sizes", [])])
         self.current = int(structure.get("current", max(count - 1, 0)))

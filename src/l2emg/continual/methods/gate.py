@@ -16,6 +16,14 @@ Selection:
   always kept so that it receives a gradient from every sample (a fresh expert is a no-op, and a
   gate free to drop it would never let it learn);
 - inference: the top_k experts of all E are kept and renormalised.
+
+Attentive reflection (after SAPT): the gate sees only scenario i's prompts at step i while its shared
+query network keeps training, so without help it forgets how to route older scenarios. After each
+scenario j a few pseudo-inputs (K-means centroids of scenario j's pooled gate inputs — never raw
+samples) and their target distributions (scenario j's average gate at the end of step j, over the
+experts 0 … j) are stored as buffers (`add_reflection`). `reflection_loss` replays them through the
+CURRENT query network and keys: KL(target ‖ softmax over all current experts), averaged over the
+points; the target is zero on experts added after scenario j, so old inputs are kept off them.
 """
 
 from __future__ import annotations
@@ -78,6 +86,12 @@ class ExpertGate(nn.Module):
         # Every key the gate can ever use, fixed by the seed; key j starts from row j.
         self.register_buffer("key_init", orthogonal_keys(max_experts, key_dim, seed))
         self.keys = nn.ParameterList()  # key j: (key_dim,)
+        # Attentive-reflection memory: pseudo-inputs (N, d_in), their target gates (N, max_experts) with
+        # zeros for experts added later, and `reflection_sizes[j]` = how many points scenario j stored.
+        self.d_in = d_in
+        self.register_buffer("reflection_points", torch.zeros(0, d_in))
+        self.register_buffer("reflection_targets", torch.zeros(0, max_experts))
+        self.reflection_sizes: list[int] = []
 
     @property
     def num_experts(self) -> int:
@@ -109,6 +123,53 @@ class ExpertGate(nn.Module):
         logits = self.logits(pooled)
         target = torch.full((logits.shape[0],), current, dtype=torch.long, device=logits.device)
         return nn.functional.cross_entropy(logits, target)
+
+    # -- attentive reflection ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def add_reflection(self, points: Tensor, targets: Tensor) -> None:
+        """Store scenario j = len(reflection_sizes)'s pseudo-inputs (K, d_in) and target gates (K, j + 1)."""
+        scenario = len(self.reflection_sizes)
+        if points.dim() != 2 or points.shape[1] != self.d_in:
+            raise ValueError(f"reflection points must have shape (K, {self.d_in}), got {tuple(points.shape)}")
+        if targets.shape != (points.shape[0], scenario + 1):
+            raise ValueError(f"reflection targets of scenario {scenario} must have shape "
+                             f"({points.shape[0]}, {scenario + 1}), got {tuple(targets.shape)}")
+        full = torch.zeros(points.shape[0], self.max_experts, dtype=self.reflection_targets.dtype,
+                           device=self.reflection_targets.device)
+        full[:, : scenario + 1] = targets.to(full)
+        self.reflection_points = torch.cat([self.reflection_points, points.to(self.reflection_points)], dim=0)
+        self.reflection_targets = torch.cat([self.reflection_targets, full], dim=0)
+        self.reflection_sizes.append(int(points.shape[0]))
+
+    def resize_reflection(self, sizes: list[int]) -> None:
+        """Recreate (zero) reflection buffers with the given per-scenario sizes, for loading a checkpoint."""
+        total = sum(int(s) for s in sizes)
+        self.reflection_points = torch.zeros(total, self.d_in, device=self.reflection_points.device,
+                                             dtype=self.reflection_points.dtype)
+        self.reflection_targets = torch.zeros(total, self.max_experts, device=self.reflection_targets.device,
+                                              dtype=self.reflection_targets.dtype)
+        self.reflection_sizes = [int(s) for s in sizes]
+
+    def reflection_owners(self) -> Tensor:
+        """(N,) the scenario each stored point belongs to."""
+        return torch.repeat_interleave(torch.arange(len(self.reflection_sizes)),
+                                       torch.tensor(self.reflection_sizes, dtype=torch.long))
+
+    def reflection_loss(self, before: int) -> Tensor | None:
+        """Mean KL(target ‖ gate) over the stored points of scenarios < `before` (None if there are none).
+
+        The gate of a point is the softmax over ALL current experts, and its target is 0 on experts added
+        after its scenario: that is what pushes old scenarios' inputs away from the newer experts (a
+        softmax restricted to the experts that existed then would be trivially 1 for scenario 0)."""
+        owners = self.reflection_owners().to(self.reflection_points.device)
+        keep = owners < min(before, self.num_experts)
+        if not bool(keep.any()):
+            return None
+        count = self.num_experts
+        targets = self.reflection_targets[keep, :count]  # (N, E)
+        log_gate = torch.log_softmax(self.logits(self.reflection_points[keep]), dim=-1)  # (N, E)
+        kl = (targets * (targets.clamp(min=1e-12).log() - log_gate)).sum(-1)  # (N,), 0 · log 0 = 0
+        return kl.mean()
 
     def forward(self, pooled: Tensor, current: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Expert weights (B, E). With `current` (training): random masking of old experts, the current
