@@ -1,0 +1,236 @@
+"""Continual-learning metrics over performance matrices (the paper's AF, AR, AD, AMM, AWF, FR).
+
+A performance matrix M (N × N) holds one metric for a stream of N scenarios: row i = after
+training on scenario i, column j = test set of scenario j, both in the stream's training order.
+With 1-based indices as in the paper and N the last scenario:
+
+    AF  = 1/N Σ_j f[N, j]       (FID)                  AR  = 1/N Σ_j r[N, j]   (top-1 R-Precision)
+    AD  = 1/N Σ_j d[N, j]       (diversity)             AMM = 1/N Σ_j m[N, j]   (MultiModality)
+    AWF = 1/N Σ_j wf[N, j]      (emotion weighted F1)
+    FR  = 1/(N−1) Σ_{j=1}^{N−1} ( max_{k=j}^{N−1} r[k, j] − r[N, j] )   (top-1 R-Precision)
+
+plus the usual transfer measures (Lopez-Paz & Ranzato 2017), here on any matrix:
+
+    BWT = 1/(N−1) Σ_{i=1}^{N−1} ( M[N, i] − M[i, i] )
+    FWT = 1/(N−1) Σ_{i=2}^{N}   ( M[i−1, i] − b_i )
+
+where b is a reference vector: the `initial` row of the results (the model evaluated on every
+scenario before any continual training, i.e. zero-shot), or a reference given explicitly. Without
+one, FWT is not reported.
+
+FR is a fraction like R-Precision itself; the paper's Table 2 prints it in percentage points
+(FR 6.70 next to AR 0.157), which is what `report.table2_row` does.
+
+The results file (`RESULTS.json`) written by the continual trainer looks like:
+
+    {"method": "ES-MoE",
+     "scenarios": ["Daily Life", "Sports", ...],            # the stream's training order
+     "initial": {"Daily Life": {"fid": ..., ...}, ...},     # optional: before training (for FWT)
+     "steps": [{"scenario": "Daily Life",                   # step i trained on scenarios[i]
+                "results": {"Daily Life": {"fid": 1.2, "r_precision_top1": 0.31, "diversity": 9.1,
+                                           "multimodality": 1.4, "emotion_f1": 0.42}, ...}},
+               ...]}
+
+A metric value is a number or a summary {"mean": ..., "ci95": ...} (what `evaluate_motions`
+returns). Cells that were not evaluated are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from l2emg.errors import DataError
+from l2emg.utils.io import load_json, save_json
+
+# Matrix name -> the paper's average metric on the last row.
+AVERAGE_METRICS: dict[str, str] = {
+    "fid": "AF",
+    "r_precision_top1": "AR",
+    "diversity": "AD",
+    "multimodality": "AMM",
+    "emotion_f1": "AWF",
+}
+FORGETTING_METRIC = "r_precision_top1"
+# Direction of each metric: True when lower is better (used for heatmap colours).
+LOWER_IS_BETTER: dict[str, bool] = {
+    "fid": True, "r_precision_top1": False, "r_precision_top2": False, "r_precision_top3": False,
+    "mm_dist": True, "diversity": False, "multimodality": False, "emotion_f1": False,
+}
+
+
+@dataclass
+class PerformanceMatrices:
+    """Per-metric N × N matrices of one stream (rows: after step i; columns: scenario j)."""
+
+    method: str
+    scenarios: list[str]
+    matrices: dict[str, np.ndarray]
+    initial: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) before training
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(a: np.ndarray) -> Any:
+            return [[None if math.isnan(v) else float(v) for v in row] for row in np.atleast_2d(a)]
+
+        return {
+            "method": self.method,
+            "scenarios": self.scenarios,
+            "matrices": {k: clean(v) for k, v in self.matrices.items()},
+            "initial": {k: clean(v)[0] for k, v in self.initial.items()},
+        }
+
+
+def _value(cell: Any, path: str) -> float:
+    if cell is None:
+        return math.nan
+    if isinstance(cell, dict):
+        if "mean" not in cell:
+            raise DataError(f"{path}: a metric summary needs a 'mean' field")
+        cell = cell["mean"]
+    if cell is None:
+        return math.nan
+    try:
+        return float(cell)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{path}: metric value {cell!r} is not a number") from err
+
+
+def matrices_from_results(results: dict[str, Any], source: str = "results") -> PerformanceMatrices:
+    """Build the performance matrices from a results dict (format in the module docstring)."""
+    if not isinstance(results, dict):
+        raise DataError(f"{source}: expected a JSON object")
+    scenarios = results.get("scenarios")
+    steps = results.get("steps")
+    if not isinstance(scenarios, list) or not scenarios:
+        raise DataError(f"{source}: field 'scenarios' must be the non-empty list of scenarios in training order")
+    if not isinstance(steps, list):
+        raise DataError(f"{source}: field 'steps' must be a list (one entry per training step)")
+    if len(steps) != len(scenarios):
+        raise DataError(f"{source}: {len(steps)} steps for {len(scenarios)} scenarios; each step trains one scenario")
+    n = len(scenarios)
+    col = {name: j for j, name in enumerate(scenarios)}
+    matrices: dict[str, np.ndarray] = {}
+    for i, step in enumerate(steps):
+        if step.get("scenario", scenarios[i]) != scenarios[i]:
+            raise DataError(f"{source}: steps[{i}].scenario is {step.get('scenario')!r}, expected {scenarios[i]!r}")
+        for name, metrics in (step.get("results") or {}).items():
+            if name not in col:
+                raise DataError(f"{source}: steps[{i}].results names unknown scenario {name!r}")
+            for metric, cell in metrics.items():
+                matrix = matrices.setdefault(metric, np.full((n, n), np.nan))
+                matrix[i, col[name]] = _value(cell, f"{source}: steps[{i}].results.{name}.{metric}")
+    initial: dict[str, np.ndarray] = {}
+    for name, metrics in (results.get("initial") or {}).items():
+        if name not in col:
+            raise DataError(f"{source}: initial names unknown scenario {name!r}")
+        for metric, cell in metrics.items():
+            row = initial.setdefault(metric, np.full(n, np.nan))
+            row[col[name]] = _value(cell, f"{source}: initial.{name}.{metric}")
+    return PerformanceMatrices(str(results.get("method", "method")), list(scenarios), matrices, initial)
+
+
+def load_results(path: str | Path) -> PerformanceMatrices:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: results file not found")
+    try:
+        data = load_json(path)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    return matrices_from_results(data, str(path))
+
+
+def _check_square(matrix: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"a performance matrix must be N × N, got {m.shape}")
+    return m
+
+
+def final_average(matrix: np.ndarray) -> float | None:
+    """1/N Σ_j M[N, j]; None when a cell of the last row is missing."""
+    last = _check_square(matrix)[-1]
+    return None if np.isnan(last).any() else float(last.mean())
+
+
+def forgetting_rate(matrix: np.ndarray) -> float | None:
+    """FR_N = 1/(N−1) Σ_{j=1}^{N−1} (max_{k=j}^{N−1} r[k, j] − r[N, j]) (paper, 1-based).
+
+    0-based: for column j < N−1, the best score over rows j..N−2 minus the last row's score.
+    None for a single scenario or when a needed cell is missing."""
+    r = _check_square(matrix)
+    n = r.shape[0]
+    if n < 2:
+        return None
+    terms = []
+    for j in range(n - 1):
+        history = r[j:n - 1, j]
+        if np.isnan(history).any() or np.isnan(r[n - 1, j]):
+            return None
+        terms.append(history.max() - r[n - 1, j])
+    return float(np.mean(terms))
+
+
+def backward_transfer(matrix: np.ndarray) -> float | None:
+    """BWT = 1/(N−1) Σ_{i<N} (M[N, i] − M[i, i]); negative = forgetting (for higher-is-better metrics)."""
+    m = _check_square(matrix)
+    n = m.shape[0]
+    if n < 2:
+        return None
+    terms = m[n - 1, : n - 1] - np.diagonal(m)[: n - 1]
+    return None if np.isnan(terms).any() else float(terms.mean())
+
+
+def forward_transfer(matrix: np.ndarray, reference: np.ndarray | None) -> float | None:
+    """FWT = 1/(N−1) Σ_{i=2}^{N} (M[i−1, i] − b_i) against a reference vector b (N,)."""
+    m = _check_square(matrix)
+    n = m.shape[0]
+    if n < 2 or reference is None:
+        return None
+    b = np.asarray(reference, dtype=np.float64)
+    if b.shape != (n,):
+        raise ValueError(f"reference vector must have {n} entries, got shape {b.shape}")
+    terms = np.array([m[i - 1, i] - b[i] for i in range(1, n)])
+    return None if np.isnan(terms).any() else float(terms.mean())
+
+
+def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """AF, AR, AD, AMM, AWF, FR (+ BWT/FWT on top-1 R-Precision, and per matrix under 'transfer').
+
+    reference: metric -> (N,) vector for FWT; defaults to the results' `initial` row."""
+    reference = dict(perf.initial) | dict(reference or {})
+    out: dict[str, Any] = {"method": perf.method, "scenarios": perf.scenarios, "num_scenarios": len(perf.scenarios)}
+    for metric, name in AVERAGE_METRICS.items():
+        out[name] = final_average(perf.matrices[metric]) if metric in perf.matrices else None
+    r = perf.matrices.get(FORGETTING_METRIC)
+    out["FR"] = forgetting_rate(r) if r is not None else None
+    out["BWT"] = backward_transfer(r) if r is not None else None
+    out["FWT"] = forward_transfer(r, reference.get(FORGETTING_METRIC)) if r is not None else None
+    out["fwt_reference"] = "initial" if FORGETTING_METRIC in perf.initial else (
+        "given" if FORGETTING_METRIC in reference else None)
+    out["transfer"] = {
+        metric: {"BWT": backward_transfer(m), "FWT": forward_transfer(m, reference.get(metric))}
+        for metric, m in perf.matrices.items()
+    }
+    return out
+
+
+def average_over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (std, ddof 0) of the Table-2 metrics over several scenario orders, as the
+    paper averages three orders (it does not report the spread; we do)."""
+    keys = [*AVERAGE_METRICS.values(), "FR", "BWT", "FWT"]
+    out: dict[str, Any] = {"method": runs[0]["method"] if runs else "method", "orders": len(runs)}
+    for key in keys:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = float(np.mean(values)) if len(values) == len(runs) and values else None
+        out[f"{key}_std"] = float(np.std(values)) if len(values) == len(runs) and values else None
+    return out
+
+
+def save_continual_metrics(path: str | Path, perf: PerformanceMatrices, metrics: dict[str, Any]) -> None:
+    """One JSON with the matrices and the metrics computed from them."""
+    save_json(path, {"metrics": metrics, **perf.to_json()})
