@@ -637,6 +637,17 @@ def _load_stats(root: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return arrays[0], arrays[1]
 
 
+def _read_json_object(path: Path, expected: str) -> dict[str, Any]:
+    """A JSON file that must hold an object; DataError naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected {expected}")
+    return value
+
+
 def load_dataset(root: str | Path, label_map: LabelMap | Mapping[str, Any] | str | Path | None = None,
                  cache_bytes: int = 1 << 30) -> MotionDataset:
     """Open a HumanML3D-layout dataset folder (ours, HumanML3D, EmotionalT2M-style, …).
@@ -653,12 +664,7 @@ def load_dataset(root: str | Path, label_map: LabelMap | Mapping[str, Any] | str
     metadata: dict[str, Any] = {}
     meta_path = root / META_FILE
     if meta_path.exists():
-        try:
-            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{meta_path}: not valid JSON ({err})") from err
-        if not isinstance(metadata, dict):
-            raise DataError(f"{meta_path}: expected a JSON object")
+        metadata = _read_json_object(meta_path, "a JSON object")
         if metadata.get("feature_dim", FEATURE_DIM) != FEATURE_DIM:
             raise DataError(f"{meta_path}: feature_dim {metadata.get('feature_dim')} is not {FEATURE_DIM}")
 
@@ -681,12 +687,7 @@ def load_dataset(root: str | Path, label_map: LabelMap | Mapping[str, Any] | str
     labels: dict[str, Any] = {}
     labels_path = root / LABELS_FILE
     if labels_path.exists():
-        try:
-            labels = json.loads(labels_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{labels_path}: not valid JSON ({err})") from err
-        if not isinstance(labels, dict):
-            raise DataError(f"{labels_path}: expected {{id: {{emotion, scenario, ...}}}}")
+        labels = _read_json_object(labels_path, "{id: {emotion, scenario, ...}}")
 
     frames_index = metadata.get("num_frames") if isinstance(metadata.get("num_frames"), dict) else {}
     records = []
