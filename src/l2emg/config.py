@@ -164,7 +164,7 @@ class EvaluatorConfig(Section):
         0.25, ge=0.0, le=1.0, description="share of each batch whose noised/frame-shuffled copy is an extra negative")
     corrupt_margin: float = Field(0.5, ge=-1.0, le=1.0, description="corrupted copies are pushed below this cosine to their clean motion")
     # -- training -------------------------------------------------------------------------------
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
