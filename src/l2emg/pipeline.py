@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -135,7 +134,3 @@ def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, prev
     ensure_lm(run, config, progress)
     ensure_codes(run, config, progress)
     return run
-
-
-def stage_summary(run: RunDir) -> dict[str, Any]:
-    return run.manifest()["stages"]

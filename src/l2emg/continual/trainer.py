@@ -230,7 +230,6 @@ class StreamTrainer:
                                max_codes=self.config.lm.max_codes, greedy=greedy,
                                temperature=cfg.eval_temperature, top_k=cfg.eval_top_k,
                                batch_size=cfg.eval_batch_size, seed=seed, prepare=self.method.prepare_generation)
-        self.lm.model.get_input_embeddings()  # keep the model in eval until the next train_step
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:
