@@ -67,6 +67,41 @@ def test_killed_stream_resumes_to_identical_metrics(tiny_run_copy, tiny_config, 
     assert "FR" in metrics
 
 
+def test_code_corruption_replaces_only_motion_codes():
+    from l2emg.continual.examples import corrupt_motion_codes
+    from l2emg.lm.vocab import MotionVocab
+
+    vocab = MotionVocab(som_id=100, eom_id=101, first_code_id=102, codebook_size=50)
+    ids = torch.cat([torch.arange(0, 100), torch.tensor([100]), torch.arange(102, 152), torch.tensor([101, 0, 0])])
+    ids = ids[None].repeat(64, 1)  # (64, 154): text, <som>, 50 codes, <eom>, padding
+    generator = torch.Generator().manual_seed(0)
+    out = corrupt_motion_codes(ids, vocab, 0.5, generator)
+    codes = slice(101, 151)
+    assert torch.equal(out[:, :101], ids[:, :101]) and torch.equal(out[:, 151:], ids[:, 151:])
+    assert ((out[:, codes] >= 102) & (out[:, codes] < 152)).all()
+    changed = (out[:, codes] != ids[:, codes]).float().mean()
+    assert 0.4 < float(changed) < 0.5  # p = 0.5, minus random codes that hit the original (1/50)
+    again = corrupt_motion_codes(ids, vocab, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert corrupt_motion_codes(ids, vocab, 0.0) is ids
+
+
+def test_two_process_cpu_run_has_two_ranks(tiny_run_copy):
+    """torchrun with 2 CPU processes: both ranks join (gloo) and the stream finishes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "l2emg.cli", "train", "--method", "seqlora", "--profile", "tiny", "--run-dir", str(tiny_run_copy),
+           "--no-progress", "--set", "stream.max_subsets=2", "--set", "train.epochs=1", "--set", "train.report_samples=0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 process(es) (MULTI_CPU" in done.stdout + done.stderr
+    assert (tiny_run_copy / "methods" / "seqlora-unseen-o1" / "report.md").exists()
+
+
 def test_checkpoint_of_another_method_is_refused(tiny_run_copy, tiny_config):
     trainer = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False,
                             stop_after_step=0)

@@ -183,6 +183,19 @@ def test_velocity_term_uses_joint_position_differences():
     assert float(tokenizer_loss(other, target, torch.tensor(0.0), 1.0, 0.0).velocity) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_root_weight_scales_only_the_root_dims():
+    target = torch.randn(2, 16, FEATURE_DIM)
+    root_off, body_off = target.clone(), target.clone()
+    root_off[..., 0:4] += 0.5
+    body_off[..., 100:104] += 0.5
+    plain = tokenizer_loss(root_off, target, torch.tensor(0.0), 0.0, 0.0).reconstruction
+    heavy = tokenizer_loss(root_off, target, torch.tensor(0.0), 0.0, 0.0, root_weight=5.0).reconstruction
+    assert float(heavy) == pytest.approx(5.0 * float(plain), rel=1e-5)
+    body = [tokenizer_loss(body_off, target, torch.tensor(0.0), 0.0, 0.0, root_weight=w).reconstruction
+            for w in (1.0, 5.0)]
+    assert float(body[0]) == pytest.approx(float(body[1]))
+
+
 def test_joint_term_sees_heading_drift(dataset_dir):
     dataset = load_dataset(dataset_dir)
     mean, std = torch.from_numpy(dataset.mean), torch.from_numpy(dataset.std)

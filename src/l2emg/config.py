@@ -101,6 +101,7 @@ class TokenizerConfig(Section):
     commit_beta: float = Field(0.02, ge=0.0, description="weight of the commitment loss")
     velocity_weight: float = Field(0.5, ge=0.0, description="weight of the joint-position velocity loss")
     joint_weight: float = Field(0.0, ge=0.0, description="weight of the recovered-joint position loss (m); 0 = off")
+    root_weight: float = Field(1.0, ge=0.0, description="weight of the 4 root dims in the reconstruction loss (1 = T2M-GPT)")
     # -- training -------------------------------------------------------------------------------
     window: int = Field(64, ge=4, description="frames per random training window")
     batch_size: int = Field(256, ge=1)
@@ -272,6 +273,8 @@ class TrainConfig(Section):
     warmup_steps: int = Field(10, ge=0, description="linear warm-up at the start of every scenario")
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay to lr · min_lr_ratio")
     grad_clip: float = Field(1.0, gt=0.0)
+    code_corruption: float = Field(0.5, ge=0.0, lt=1.0, description="probability of replacing each input motion "
+                                   "code by a random one (targets unchanged; T2M-GPT keeps 50 %), 0 = off")
     seed: int = 0
     # -- evaluation after every step, on every scenario's test set ---------------------------------
     eval_generations: int = Field(2, ge=1, description="generations per test caption (≥ 2 gives MultiModality)")

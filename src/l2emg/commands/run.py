@@ -16,7 +16,7 @@ def run(
     profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory; re-running resumes it"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set data.num_motions=800"),
-    no_progress: bool = typer.Option(False, help="hide progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     stream: bool = typer.Option(True, help="also train train.method over the configured stream (--no-stream: shared stages only)"),
 ) -> None:
     """Run the whole pipeline into one run directory, reusing stages that are already done.
@@ -33,9 +33,9 @@ def run(
 
     started = time.time()
     config = load_config(profile, set_)
-    run = prepare_run(run_dir, config, progress=not no_progress)
+    run = prepare_run(run_dir, config, progress=progress)
     if stream:
-        trainer = StreamTrainer(run, config, progress=not no_progress)
+        trainer = StreamTrainer(run, config, progress=progress)
         write_report(trainer, trainer.run_stream())
     write_summary(run, time.time() - started)
     console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.path / 'summary.md'}")

@@ -18,7 +18,7 @@ def train(
     profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory (shared stages are built or reused)"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=2 (repeatable)"),
-    no_progress: bool = typer.Option(False, help="hide progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ) -> None:
     """Train METHOD through the scenarios of a stream, evaluating on every scenario after each step.
 
@@ -34,7 +34,6 @@ def train(
     config = load_config(profile, set_)
     if method:
         method_class(method)  # unknown names fail before any work
-    progress = not no_progress
     trainer = StreamTrainer(_prepared(run_dir, config, progress), config, method, split, order, progress=progress)
     results = trainer.run_stream()
     if trainer.accelerator.is_main_process:
@@ -46,12 +45,15 @@ def train(
 
 def _prepared(run_dir: Path, config, progress: bool):
     """Shared stages on the main process only; the other ranks wait for them."""
+    import torch
     from accelerate import PartialState
 
     from l2emg.pipeline import prepare_run
     from l2emg.runs import RunDir
 
-    state = PartialState()
+    # PartialState is a process-wide singleton: built without cpu=True on a machine without CUDA it
+    # ignores the launcher's RANK/WORLD_SIZE and every process believes it is alone.
+    state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
         prepare_run(run_dir, config, progress=progress, previews=False)
     state.wait_for_everyone()

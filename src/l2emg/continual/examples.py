@@ -32,6 +32,24 @@ def build_examples(samples: Sequence[InstructionSample], codes: dict[str, Sequen
     return examples
 
 
+def corrupt_motion_codes(input_ids: Tensor, vocab: Any, probability: float,
+                         generator: torch.Generator | None = None) -> Tensor:
+    """Replace each motion-code input token by a uniformly random code with `probability` (B, L) -> (B, L).
+
+    T2M-GPT's input corruption (`pkeep` in its training script; its official setting keeps 50 %):
+    the labels are not touched, so the model still has to predict the true next code, but it can no
+    longer copy it from a reliable motion context and has to read the caption. Without it a small
+    model learns that codes repeat and ignores the text. Prompt tokens, markers and padding are kept.
+    """
+    if probability <= 0:
+        return input_ids
+    first, size = vocab.first_code_id, vocab.codebook_size
+    is_code = (input_ids >= first) & (input_ids < first + size)
+    hit = torch.rand(input_ids.shape, generator=generator) < probability
+    random_codes = torch.randint(first, first + size, input_ids.shape, generator=generator)
+    return torch.where(is_code & hit, random_codes, input_ids)
+
+
 def collate_examples(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     """`lm.prompts.collate` plus the emotion labels (B,)."""
     batch = collate(examples, pad_id)

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from l2emg.config import Config
-from l2emg.continual.examples import build_examples, collate_examples
+from l2emg.continual.examples import corrupt_motion_codes, build_examples, collate_examples
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.data.formats import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
@@ -179,6 +179,8 @@ class StreamTrainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         generator = torch.Generator()
         generator.manual_seed(step_seed(cfg.seed, step, purpose=1))
+        corruption = torch.Generator()
+        corruption.manual_seed(step_seed(cfg.seed, step, purpose=3))
         pad_id = self.lm.tokenizer.pad_token_id or 0
         loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                             collate_fn=lambda b: collate_examples(b, pad_id))
@@ -195,13 +197,16 @@ class StreamTrainer:
             task = bar.add_task(f"step {step + 1}: {name}", total=cfg.epochs * len(loader), info="")
             for _epoch in range(cfg.epochs):
                 for batch in loader:
+                    corrupted = corrupt_motion_codes(batch["input_ids"].cpu(), self.lm.vocab, cfg.code_corruption,
+                                                     corruption)
+                    batch["input_ids"] = corrupted.to(batch["input_ids"].device)
                     out = model(batch)
                     acc.backward(out["loss"])
                     acc.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    losses.append(float(out["loss"].detach()))
+                    losses.append(float(acc.reduce(out["loss"].detach(), reduction="mean")))  # mean over ranks
                     for key, value in out.items():
                         if key != "loss":
                             extra.setdefault(key, []).append(float(value.detach()))
@@ -289,6 +294,9 @@ class StreamTrainer:
             "scenarios": [s.name for s in self.stream.subsets], "steps": [],
         }
         results["steps"] = results["steps"][:done]
+        if acc.is_main_process:
+            console.print(f"[bold]{self.dir.name}[/]: {len(steps)} steps on {acc.num_processes} process(es) "
+                          f"({acc.distributed_type.value}, device {acc.device})")
         if done:
             self._load_checkpoint(done - 1)
             if acc.is_main_process:

@@ -63,6 +63,7 @@ FEATURE_DIM = 263
 ROOT_ROT_VEL = slice(0, 1)
 ROOT_LIN_VEL = slice(1, 3)
 ROOT_Y = slice(3, 4)
+ROOT = slice(0, 4)  # all root dims: rotation velocity, xz velocity, height
 RIC = slice(4, 67)
 ROT6D = slice(67, 193)
 LOCAL_VEL = slice(193, 259)

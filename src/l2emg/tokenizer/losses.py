@@ -1,6 +1,6 @@
 """The VQ-VAE training loss: reconstruction + velocity + commitment.
 
-L = SmoothL1(x̂, x) + velocity_weight · L1(Δx̂_ric, Δx_ric) + commit_beta · ‖z − sg(c)‖²
+L = SmoothL1_w(x̂, x) + velocity_weight · L1(Δx̂_ric, Δx_ric) + commit_beta · ‖z − sg(c)‖²
     [+ joint_weight · mean ‖J(x̂) − J(x)‖]
 
 Which dimensions the velocity term uses. T2M-GPT means to penalise the velocity of the motion but
@@ -13,6 +13,12 @@ normalised ric dims are the joint velocities (in the body's facing frame) up to 
 factor, so no denormalisation is needed. This penalises jitter that a per-frame loss lets through,
 which is what the term is for. Frame differences are small (a few hundredths in normalised units),
 where a smooth-L1 is quadratic and its gradient vanishes, so the velocity term is a plain L1.
+
+SmoothL1_w weights the four root dims (rotation velocity, xz velocity, height) by `root_weight`
+and every other dim by 1. The root is 4 of 263 dims, yet the whole motion hangs on it: the
+decoded rotation velocity is integrated into the heading, so a small per-frame error turns and
+displaces the body more and more over the sequence (the evaluator's statistics down-weight the
+same dims for the opposite reason: to keep them from dominating a distance).
 
 The optional joint term (off when `joint_weight` is 0, T2M-GPT's loss) compares the joints
 recovered from both feature windows (`recover_joints`: root rotation and velocity integrated over
@@ -29,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from l2emg.motion.features import RIC, recover_joints
+from l2emg.motion.features import RIC, ROOT, recover_joints
 
 
 @dataclass
@@ -59,12 +65,18 @@ def tokenizer_loss(
     joint_weight: float = 0.0,
     mean: Tensor | None = None,
     std: Tensor | None = None,
+    root_weight: float = 1.0,
 ) -> LossTerms:
     """reconstruction, target: normalised features (B, T, 263); mask (B, T) bool or None.
 
     The joint term needs the normalisation `mean`/`std` (263,) to recover joints in metres.
     """
-    rec = _masked_mean(F.smooth_l1_loss(reconstruction, target, reduction="none"), mask)
+    per_dim = F.smooth_l1_loss(reconstruction, target, reduction="none")  # (B, T, 263)
+    if root_weight != 1.0:
+        dim_weights = torch.ones(per_dim.shape[-1], dtype=per_dim.dtype, device=per_dim.device)
+        dim_weights[ROOT] = root_weight
+        per_dim = per_dim * dim_weights
+    rec = _masked_mean(per_dim, mask)
     vel_rec = reconstruction[:, 1:, RIC] - reconstruction[:, :-1, RIC]  # (B, T-1, 63)
     vel_tgt = target[:, 1:, RIC] - target[:, :-1, RIC]
     vel_mask = None if mask is None else mask[:, 1:] & mask[:, :-1]

@@ -277,7 +277,7 @@ def train_tokenizer(
             output = model(batch, generator=generator)
             terms = tokenizer_loss(
                 output.reconstruction, batch, output.commit_loss, cfg.velocity_weight, cfg.commit_beta,
-                joint_weight=cfg.joint_weight, mean=mean_t, std=std_t,
+                joint_weight=cfg.joint_weight, mean=mean_t, std=std_t, root_weight=cfg.root_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
