@@ -45,8 +45,9 @@ def corrupt_motion_codes(input_ids: Tensor, vocab: Any, probability: float,
         return input_ids
     first, size = vocab.first_code_id, vocab.codebook_size
     is_code = (input_ids >= first) & (input_ids < first + size)
-    hit = torch.rand(input_ids.shape, generator=generator) < probability
-    random_codes = torch.randint(first, first + size, input_ids.shape, generator=generator)
+    # Drawn on the generator's (CPU) device, so a run's corruption does not depend on where it trains.
+    hit = (torch.rand(input_ids.shape, generator=generator) < probability).to(input_ids.device)
+    random_codes = torch.randint(first, first + size, input_ids.shape, generator=generator).to(input_ids.device)
     return torch.where(is_code & hit, random_codes, input_ids)
 
 

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from l2emg.config import Config
-from l2emg.continual.examples import corrupt_motion_codes, build_examples, collate_examples
+from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.data.formats import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
@@ -197,9 +197,8 @@ class StreamTrainer:
             task = bar.add_task(f"step {step + 1}: {name}", total=cfg.epochs * len(loader), info="")
             for _epoch in range(cfg.epochs):
                 for batch in loader:
-                    corrupted = corrupt_motion_codes(batch["input_ids"].cpu(), self.lm.vocab, cfg.code_corruption,
-                                                     corruption)
-                    batch["input_ids"] = corrupted.to(batch["input_ids"].device)
+                    batch["input_ids"] = corrupt_motion_codes(batch["input_ids"], self.lm.vocab, cfg.code_corruption,
+                                                              corruption)
                     out = model(batch)
                     acc.backward(out["loss"])
                     acc.clip_grad_norm_(params, cfg.grad_clip)
