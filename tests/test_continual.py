@@ -86,6 +86,23 @@ def test_code_corruption_replaces_only_motion_codes():
     assert corrupt_motion_codes(ids, vocab, 0.0) is ids
 
 
+def test_caption_dropout_swaps_the_prompt_and_keeps_the_target():
+    from l2emg.continual.examples import UNLABELLED, drop_captions
+
+    examples = [{"input_ids": [1, 2, 3, 4, 50, 51, 52], "labels": [-100] * 4 + [50, 51, 52], "prompt_length": 4,
+                 "emotion": 2, "motion_id": f"m{k}"} for k in range(400)]
+    out = drop_captions(examples, [1, 9], 0.25, torch.Generator().manual_seed(0))
+    dropped = [e for e in out if e["prompt_length"] == 2]
+    assert 0.18 < len(dropped) / len(out) < 0.32
+    for e in dropped:
+        assert e["input_ids"] == [1, 9, 50, 51, 52] and e["labels"] == [-100, -100, 50, 51, 52]
+        assert e["emotion"] == UNLABELLED
+    kept = [e for e in out if e["prompt_length"] == 4]
+    assert all(e == examples[0] | {"motion_id": e["motion_id"]} for e in kept)
+    assert examples[0]["prompt_length"] == 4  # the inputs are not modified
+    assert drop_captions(examples, [1, 9], 0.0) == examples
+
+
 def test_two_process_cpu_run_has_two_ranks(tiny_run_copy):
     """torchrun with 2 CPU processes: both ranks join (gloo) and the stream finishes."""
     import os

@@ -126,6 +126,26 @@ def test_sampling_is_reproducible_with_a_seed(lm):
     assert _lists(lm.generate(PROMPTS, max_codes=10, greedy=False, top_k=1, seed=3)) == _lists(lm.generate(PROMPTS, max_codes=10))
 
 
+def test_classifier_free_guidance_combines_conditional_and_unconditional_logits(lm):
+    from l2emg.lm.prompts import encode_prompts, position_ids
+
+    # Scale 1 is plain decoding; other scales change the choice, with and without the KV cache.
+    plain = _lists(lm.generate(PROMPTS, max_codes=10))
+    assert _lists(lm.generate(PROMPTS, max_codes=10, guidance_scale=1.0)) == plain
+    guided = lm.generate(PROMPTS, max_codes=10, guidance_scale=3.0, batch_size=4)
+    assert _lists(guided) != plain
+    assert _lists(guided) == _lists(lm.generate(PROMPTS, max_codes=10, guidance_scale=3.0, use_cache=False))
+    # The first code is the argmax of u + s (c - u) over the codes: c from the prompt, u from the caption-less one.
+    batch = encode_prompts(lm.tokenizer, lm.vocab, [PROMPTS[0], ""])
+    with torch.no_grad():
+        logits = lm.model(**batch, position_ids=position_ids(batch["attention_mask"])).logits[:, -1]
+    mixed = logits[1] + 3.0 * (logits[0] - logits[1])
+    codes = torch.tensor(list(lm.vocab.code_ids))
+    assert int(guided[0][0]) == int(mixed[codes].argmax())
+    with pytest.raises(ValueError, match="guidance_scale"):
+        lm.generate(PROMPTS, guidance_scale=0.0)
+
+
 def test_prepare_hook_sets_state_and_replaces_prompt_embeddings(lm):
     calls = []
     embed = lm.model.get_input_embeddings()

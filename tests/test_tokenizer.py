@@ -196,6 +196,31 @@ def test_root_weight_scales_only_the_root_dims():
     assert float(body[0]) == pytest.approx(float(body[1]))
 
 
+def test_heading_term_is_the_integrated_rotation_error():
+    torch.manual_seed(0)
+    mean, std = torch.zeros(FEATURE_DIM), torch.full((FEATURE_DIM,), 0.1)
+    target = torch.randn(2, 16, FEATURE_DIM)
+    assert float(tokenizer_loss(target, target, torch.tensor(0.0), 0.0, 0.0, heading_weight=1.0, mean=mean,
+                                std=std).heading) == pytest.approx(0.0, abs=1e-7)
+    turned = target.clone()
+    turned[:, 3, 0] += 0.5  # one frame turns 0.05 rad too far: frames 4..15 keep that heading error
+    terms = tokenizer_loss(turned, target, torch.tensor(0.0), 0.0, 0.0, heading_weight=2.0, mean=mean, std=std)
+    assert float(terms.heading) == pytest.approx(0.05 * 12 / 16, rel=1e-4)
+    plain = tokenizer_loss(turned, target, torch.tensor(0.0), 0.0, 0.0)
+    assert float(terms.total - plain.total) == pytest.approx(2.0 * float(terms.heading), rel=1e-4)
+    # Only the rotation velocity is integrated; the padded frames of a mask do not count.
+    body = target.clone()
+    body[..., 1:263] += 1.0
+    assert float(tokenizer_loss(body, target, torch.tensor(0.0), 0.0, 0.0, heading_weight=1.0, mean=mean,
+                                std=std).heading) == pytest.approx(0.0, abs=1e-7)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[:, 8:] = False
+    masked = tokenizer_loss(turned, target, torch.tensor(0.0), 0.0, 0.0, mask=mask, heading_weight=1.0, mean=mean, std=std)
+    assert float(masked.heading) == pytest.approx(0.05 * 4 / 8, rel=1e-4)
+    with pytest.raises(ValueError, match="mean/std"):
+        tokenizer_loss(turned, target, torch.tensor(0.0), 0.0, 0.0, heading_weight=1.0)
+
+
 def test_joint_term_sees_heading_drift(dataset_dir):
     dataset = load_dataset(dataset_dir)
     mean, std = torch.from_numpy(dataset.mean), torch.from_numpy(dataset.std)

@@ -102,6 +102,7 @@ class TokenizerConfig(Section):
     velocity_weight: float = Field(0.5, ge=0.0, description="weight of the joint-position velocity loss")
     joint_weight: float = Field(0.0, ge=0.0, description="weight of the recovered-joint position loss (m); 0 = off")
     root_weight: float = Field(1.0, ge=0.0, description="weight of the 4 root dims in the reconstruction loss (1 = T2M-GPT)")
+    heading_weight: float = Field(0.0, ge=0.0, description="weight of the integrated heading error (rad); 0 = off (T2M-GPT)")
     # -- training -------------------------------------------------------------------------------
     window: int = Field(64, ge=4, description="frames per random training window")
     batch_size: int = Field(256, ge=1)
@@ -275,6 +276,10 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, gt=0.0)
     code_corruption: float = Field(0.5, ge=0.0, lt=1.0, description="probability of replacing each input motion "
                                    "code by a random one (targets unchanged; T2M-GPT keeps 50 %), 0 = off")
+    caption_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="probability of training an example without "
+                                   "its caption (the unconditional model of classifier-free guidance)")
+    guidance_scale: float = Field(1.0, gt=0.0, description="classifier-free guidance of evaluation and report "
+                                  "generations (1 = none; needs caption_dropout > 0 in training)")
     seed: int = 0
     # -- evaluation after every step, on every scenario's test set ---------------------------------
     eval_generations: int = Field(2, ge=1, description="generations per test caption (≥ 2 gives MultiModality)")

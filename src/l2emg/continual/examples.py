@@ -10,7 +10,7 @@ from torch import Tensor
 from l2emg.data.labels import EMOTIONS
 from l2emg.data.stream import InstructionSample
 from l2emg.errors import DataError
-from l2emg.lm.prompts import collate, encode_example
+from l2emg.lm.prompts import IGNORE_INDEX, collate, encode_example
 
 EMOTION_INDEX = {e: k for k, e in enumerate(EMOTIONS)}
 UNLABELLED = -100  # emotion label of motions without one (ignored by the emotion loss)
@@ -49,6 +49,29 @@ def corrupt_motion_codes(input_ids: Tensor, vocab: Any, probability: float,
     hit = (torch.rand(input_ids.shape, generator=generator) < probability).to(input_ids.device)
     random_codes = torch.randint(first, first + size, input_ids.shape, generator=generator).to(input_ids.device)
     return torch.where(is_code & hit, random_codes, input_ids)
+
+
+def drop_captions(examples: Sequence[dict[str, Any]], unconditional_prompt: Sequence[int], probability: float,
+                  generator: torch.Generator | None = None) -> list[dict[str, Any]]:
+    """Replace the prompt of each example by the caption-less one with `probability` (caption dropout).
+
+    The model then also learns p(motion | instruction alone), the unconditional half of classifier-free
+    guidance (`lm.generate`, `guidance_scale`). A dropped example loses its emotion label too: nothing
+    in its prompt says which emotion it is. The target (motion tokens) is kept.
+    """
+    if probability <= 0:
+        return list(examples)
+    hit = torch.rand(len(examples), generator=generator) < probability
+    prompt = list(unconditional_prompt)
+    out = []
+    for example, drop in zip(examples, hit.tolist()):
+        if drop:
+            target = example["input_ids"][example["prompt_length"]:]
+            example = {**example, "input_ids": prompt + target,
+                       "labels": [IGNORE_INDEX] * len(prompt) + example["labels"][example["prompt_length"]:],
+                       "prompt_length": len(prompt), "emotion": UNLABELLED}
+        out.append(example)
+    return out
 
 
 def collate_examples(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:

@@ -36,11 +36,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from l2emg.config import Config
-from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes
+from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes, drop_captions
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.data.formats import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
 from l2emg.errors import CheckpointError
+from l2emg.lm.prompts import prompt_ids
 from l2emg.runs import RunDir
 from l2emg.utils.io import load_json, save_json
 
@@ -181,9 +182,16 @@ class StreamTrainer:
         generator.manual_seed(step_seed(cfg.seed, step, purpose=1))
         corruption = torch.Generator()
         corruption.manual_seed(step_seed(cfg.seed, step, purpose=3))
+        dropout = torch.Generator()
+        dropout.manual_seed(step_seed(cfg.seed, step, purpose=4))
+        unconditional = prompt_ids(self.lm.tokenizer, self.lm.vocab, "")
         pad_id = self.lm.tokenizer.pad_token_id or 0
+
+        def collate_fn(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+            return collate_examples(drop_captions(batch, unconditional, cfg.caption_dropout, dropout), pad_id)
+
         loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                            collate_fn=lambda b: collate_examples(b, pad_id))
+                            collate_fn=collate_fn)
         total = cfg.epochs * len(loader)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
@@ -233,7 +241,8 @@ class StreamTrainer:
         codes = generate_codes(self.lm.model, self.lm.tokenizer, self.lm.vocab, captions,
                                max_codes=self.config.lm.max_codes, greedy=greedy,
                                temperature=cfg.eval_temperature, top_k=cfg.eval_top_k,
-                               batch_size=cfg.eval_batch_size, seed=seed, prepare=self.method.prepare_generation)
+                               batch_size=cfg.eval_batch_size, seed=seed, prepare=self.method.prepare_generation,
+                               guidance_scale=cfg.guidance_scale)
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:

@@ -10,7 +10,12 @@ Decoding (our own loop, not `model.generate`, so every continual method can hook
 * logits are masked so that only motion-code tokens and `<eom>` can be produced, `<eom>` not at the
   first step, so every generation parses into 1 … `max_codes` codes; a sample stops at `<eom>` or
   after `max_codes` codes;
-* greedy, or sampling with temperature and top-k from a seeded `torch.Generator`.
+* greedy, or sampling with temperature and top-k from a seeded `torch.Generator`;
+* classifier-free guidance (`guidance_scale` s ≠ 1): every prompt is paired with the same prompt
+  without its caption (the model learns both through `train.caption_dropout`); the two halves run as
+  one batch of 2B and the picked token comes from  u + s · (c − u)  (c, u: conditional and
+  unconditional logits), which pushes the motion towards what this caption, more than any caption,
+  makes likely. Both halves are fed the same token.
 
 `prepare(input_ids, attention_mask) -> inputs_embeds | None` is called once per batch before the
 first forward: a continual method sets its per-sample state there (e.g. ES-MoE's expert gate from the
@@ -50,10 +55,13 @@ def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
 def _generate_batch(
     model: nn.Module, vocab: MotionVocab, input_ids: Tensor, attention_mask: Tensor, *, max_codes: int,
     greedy: bool, temperature: float, top_k: int | None, generator: torch.Generator | None,
-    prepare: PrepareHook | None, use_cache: bool,
+    prepare: PrepareHook | None, use_cache: bool, guidance_scale: float = 1.0,
 ) -> list[np.ndarray]:
+    """input_ids / attention_mask (B, L); with guidance ≠ 1 they are (2B, L): B conditional rows, then
+    the same B prompts without their captions."""
     device = input_ids.device
-    batch = input_ids.shape[0]
+    guided = guidance_scale != 1.0
+    batch = input_ids.shape[0] // 2 if guided else input_ids.shape[0]
     embeds = prepare(input_ids, attention_mask) if prepare is not None else None
     vocab_size = model.get_output_embeddings().weight.shape[0]
     allowed = vocab.motion_token_mask(vocab_size, device)
@@ -62,7 +70,8 @@ def _generate_batch(
     first_bias[vocab.eom_id] = float("-inf")  # at least one code
 
     mask = attention_mask
-    generated = torch.empty((batch, 0), dtype=torch.long, device=device)
+    rows = input_ids.shape[0]
+    generated = torch.empty((rows, 0), dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
     cache = None
@@ -81,16 +90,22 @@ def _generate_batch(
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                     use_cache=use_cache, logits_to_keep=1)
     for step in range(max_codes):
-        logits = out.logits[:, -1].float() + (first_bias if step == 0 else bias)
+        logits = out.logits[:, -1].float()  # (rows, V)
+        if guided:
+            cond, uncond = logits[:batch], logits[batch:]
+            logits = uncond + guidance_scale * (cond - uncond)
+        logits = logits + (first_bias if step == 0 else bias)
         token = _pick(logits, greedy, temperature, top_k, generator)  # (B,)
         token = torch.where(finished, torch.full_like(token, vocab.eom_id), token)
         ended = (token == vocab.eom_id) & ~finished
         lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
         finished |= ended
+        if guided:
+            token = torch.cat([token, token])  # (2B,): both halves continue with the picked token
         generated = torch.cat([generated, token[:, None]], dim=1)
         if bool(finished.all()) or step == max_codes - 1:
             break
-        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+        mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
         if use_cache:
             step_positions = positions[:, -1:] + 1
             positions = torch.cat([positions, step_positions], dim=1)
@@ -122,6 +137,7 @@ def generate_codes(
     prepare: PrepareHook | None = None,
     instruction: str = INSTRUCTION,
     use_cache: bool = True,
+    guidance_scale: float = 1.0,
 ) -> list[np.ndarray]:
     """Captions -> one (N_i,) int64 code array each, 1 ≤ N_i ≤ max_codes (see the module docstring).
 
@@ -130,6 +146,8 @@ def generate_codes(
     """
     if max_codes < 1:
         raise ValueError("max_codes must be ≥ 1")
+    if guidance_scale <= 0:
+        raise ValueError("guidance_scale must be > 0 (1 = no guidance)")
     if not greedy and temperature <= 0:
         raise ValueError("temperature must be > 0 when sampling")
     captions = list(captions)
@@ -145,11 +163,14 @@ def generate_codes(
     out: list[np.ndarray] = []
     try:
         for start in range(0, len(captions), batch_size):
-            prompts = encode_prompts(tokenizer, vocab, captions[start : start + batch_size], instruction)
+            chunk = captions[start : start + batch_size]
+            if guidance_scale != 1.0:
+                chunk = chunk + [""] * len(chunk)  # the unconditional half: the same prompt, no caption
+            prompts = encode_prompts(tokenizer, vocab, chunk, instruction)
             out += _generate_batch(
                 model, vocab, prompts["input_ids"].to(device), prompts["attention_mask"].to(device),
                 max_codes=max_codes, greedy=greedy, temperature=temperature, top_k=top_k, generator=generator,
-                prepare=prepare, use_cache=use_cache,
+                prepare=prepare, use_cache=use_cache, guidance_scale=guidance_scale,
             )
     finally:
         model.train(was_training)

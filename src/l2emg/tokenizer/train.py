@@ -265,7 +265,7 @@ def train_tokenizer(
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.time() - float(log.get("elapsed_s", 0.0))
-    keys = ("loss", "recon", "velocity", "joints", "commit", "perplexity", "resets")
+    keys = ("loss", "recon", "velocity", "joints", "heading", "commit", "perplexity", "resets")
     with _progress(progress) as bar:
         task = bar.add_task("train", total=cfg.iterations, completed=step, status="")
         while step < cfg.iterations:
@@ -278,13 +278,14 @@ def train_tokenizer(
             terms = tokenizer_loss(
                 output.reconstruction, batch, output.commit_loss, cfg.velocity_weight, cfg.commit_beta,
                 joint_weight=cfg.joint_weight, mean=mean_t, std=std_t, root_weight=cfg.root_weight,
+                heading_weight=cfg.heading_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
             step += 1
 
-            values = (terms.total, terms.reconstruction, terms.velocity, terms.joints, terms.commitment,
+            values = (terms.total, terms.reconstruction, terms.velocity, terms.joints, terms.heading, terms.commitment,
                       output.perplexity, output.num_reset)
             pending = log["pending"]
             for key, value in zip(keys, values):
