@@ -31,6 +31,9 @@ def generate(
     greedy: Optional[bool] = typer.Option(None, "--greedy/--sample", help="greedy decoding or sampling (default: the run's lm.greedy)"),
     temperature: Optional[float] = typer.Option(None, "--temperature", min=1e-6, help="sampling temperature"),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="sample among the k most likely codes"),
+    guidance: Optional[float] = typer.Option(
+        None, "--guidance", min=1e-6,
+        help="classifier-free guidance scale (1 = none; for a method trained with train.caption_dropout > 0)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     max_codes: Optional[int] = typer.Option(None, "--max-codes", min=1, help="longest motion in codes (4 frames each)"),
     fps: int = typer.Option(20, "--fps", min=1, help="frames per second of the animation and BVH"),
@@ -55,7 +58,7 @@ def generate(
         generator = load_generator(run, method=method)
     with console.status("generating"):
         codes, _, joints = generator.motions([text], greedy=greedy, temperature=temperature, top_k=top_k,
-                                             seed=seed, max_codes=max_codes, batch_size=1)
+                                             guidance_scale=guidance, seed=seed, max_codes=max_codes, batch_size=1)
     motion = joints[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     npy_path, bvh_path = out.with_suffix(".npy"), out.with_suffix(".bvh")
