@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from l2emg.motion.features import RIC, ROOT, recover_joints
+from l2emg.motion.features import RIC, ROOT, ROOT_ROT_VEL, recover_joints
 
 
 @dataclass
@@ -104,10 +104,9 @@ def tokenizer_loss(
         total = total + joint_weight * joints
     heading = torch.zeros((), dtype=total.dtype, device=total.device)
     if heading_weight > 0:
-        # Heading before frame t = sum of the root rotation velocities (rad/frame) of frames < t: (B, T).
-        rotation_rec = reconstruction[..., 0] * std[0] + mean[0]
-        rotation_tgt = target[..., 0] * std[0] + mean[0]
-        drift = torch.cumsum(rotation_rec - rotation_tgt, dim=1) - (rotation_rec - rotation_tgt)
-        heading = _masked_mean(drift.abs()[..., None], mask)
+        # Heading before frame t = sum of the root rotation velocities (rad/frame) of frames < t: (B, T, 1).
+        rate_error = (reconstruction[..., ROOT_ROT_VEL] - target[..., ROOT_ROT_VEL]) * std[ROOT_ROT_VEL]
+        drift = torch.cumsum(rate_error, dim=1) - rate_error
+        heading = _masked_mean(drift.abs(), mask)
         total = total + heading_weight * heading
     return LossTerms(total, rec, vel, commit_loss, joints, heading)
