@@ -137,6 +137,46 @@ def test_fused_forward_equals_the_per_expert_loop():
         layer(torch.randn(4, 7, 32))
 
 
+def test_top_k_routing_computes_only_each_samples_own_experts():
+    """Per-sample top-k weights take the selected path (each sample computes only its own k experts,
+    batched): values and every gradient (input, gate weights, the trainable expert) equal the definition."""
+    torch.manual_seed(0)
+    layer = ExpertLinear(nn.Linear(32, 48), rank=4, alpha=8)
+    for _ in range(6):
+        layer.add_expert()
+    with torch.no_grad():
+        for e in range(6):
+            layer.lora_B[e].normal_(std=0.1)
+    layer.set_trainable([5])
+    # ES-MoE's training gate: the current expert (5) plus one old expert per sample, 4 old ones used.
+    picks = torch.tensor([0, 3, 1, 0, 4])
+    raw = torch.rand(5, 2) + 0.1
+    target = torch.randn(5, 7, 48)
+    x = torch.randn(5, 7, 32)
+    grads = []
+    for forward in (layer, None):
+        logits_ = raw.clone().requires_grad_(True)
+        w = torch.zeros(5, 6).index_put((torch.arange(5), picks), torch.softmax(logits_, -1)[:, 0])
+        w = w + torch.zeros(5, 6).index_fill(1, torch.tensor([5]), 1.0) * torch.softmax(logits_, -1)[:, 1:]
+        layer.routing.set(w)
+        x_in = x.clone().requires_grad_(True)
+        layer.zero_grad()
+        out = layer(x_in) if forward is not None else explicit_mixture(layer, x_in, w)
+        ((out - target) ** 2).sum().backward()
+        grads.append([out.detach(), x_in.grad, logits_.grad, *[p.grad for p in layer.expert_parameters(5)]])
+    positions, weights = layer.routing.row_selection((0, 1, 3, 4))
+    assert positions.shape == (5, 1) and torch.equal(torch.tensor([0, 1, 3, 4])[positions[:, 0]], picks)
+    for g_selected, g_loop in zip(*grads):
+        assert torch.allclose(g_selected, g_loop, atol=1e-5, rtol=1e-5)
+    # Samples using different numbers of experts (a zero-weight pad), (B, in) inputs, no_grad decoding.
+    w = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.5], [0.2, 0.3, 0.0, 0.0, 0.0, 0.5], [0.0] * 5 + [1.0],
+                      [0.0, 0.0, 0.4, 0.0, 0.6, 0.0], [0.0, 0.0, 0.0, 0.7, 0.3, 0.0]])
+    layer.routing.set(w)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), explicit_mixture(layer, x, w), atol=1e-6, rtol=0)
+        assert torch.allclose(layer(x[:, 0]), explicit_mixture(layer, x[:, :1], w)[:, 0], atol=1e-6, rtol=0)
+
+
 def test_per_sample_routing_matches_each_sample_alone():
     model = tiny_llama()
     bank = inject_experts(model, TARGETS, rank=4, alpha=8)

@@ -24,7 +24,10 @@ masking gradients of a stacked tensor. The stacking for the fused product happen
 Only experts that matter are computed: those with a non-zero weight for some sample of the batch
 (masked or not-top-k experts carry exactly zero weight, so dropping them changes neither the
 output nor any gradient) plus the trainable ones (kept so that every trainable parameter always
-receives a gradient, zero if unused — distributed data parallel requires that).
+receives a gradient, zero if unused — distributed data parallel requires that). With per-sample
+top-k routing a batch may use many experts while each sample uses only k of them; then every sample
+computes just its own k (the selected experts' A and B gathered per sample, one batched product),
+which costs k/K of the fused product over the batch's K experts.
 """
 
 from __future__ import annotations
@@ -63,8 +66,10 @@ class RoutingState:
     def __init__(self) -> None:
         self.weights: Tensor | None = None  # None | (E,) | (B, E)
         self.used: tuple[int, ...] = ()  # experts with a non-zero weight for some sample
+        self._rows: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}  # `row_selection` results
 
     def set(self, weights: Tensor | None) -> None:
+        self._rows = {}
         if weights is None:
             self.weights, self.used = None, ()
             return
@@ -73,6 +78,20 @@ class RoutingState:
         nonzero = (weights.detach() != 0).reshape(-1, weights.shape[-1]).any(dim=0)  # (E,)
         self.weights = weights
         self.used = tuple(int(i) for i in torch.nonzero(nonzero).flatten().tolist())  # one host sync
+
+    def row_selection(self, experts: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """For per-sample (B, E) weights: each sample's experts among `experts` that carry weight, as
+        positions into `experts` (B, k) and their weights (B, k), k = the most any one sample uses
+        (a sample with fewer is padded with zero-weight picks). Computed once per routing (one host
+        sync) and shared by every layer of the bank."""
+        if experts not in self._rows:
+            assert self.weights is not None and self.weights.dim() == 2
+            index = torch.tensor(experts, device=self.weights.device, dtype=torch.long)
+            sub = self.weights.index_select(1, index)  # (B, K)
+            k = max(int((sub.detach() != 0).sum(-1).max()), 1)
+            positions = sub.detach().abs().topk(k, dim=-1).indices  # (B, k)
+            self._rows[experts] = (positions, sub.gather(1, positions))
+        return self._rows[experts]
 
 
 class ExpertLinear(nn.Module):
@@ -200,24 +219,48 @@ class ExpertLinear(nn.Module):
         b = torch.cat([self.lora_B[e] for e in experts], dim=1)
         return a, b
 
-    def _low_rank(self, x: Tensor, experts: Sequence[int], weights: Tensor | None) -> Tensor:
-        """scaling · Σ_k w[b,k] B_k A_k x over `experts` as one fused product.
+    def _low_rank(self, x: Tensor, experts: Sequence[int], weights: Tensor | None, out: Tensor) -> Tensor:
+        """out + scaling · Σ_k w[b,k] B_k A_k x over `experts` as one fused product (the sum is
+        accumulated into `out` by the second product itself).
 
-        x: (B, T, in) or (B, in); weights: (K,), (B, K) or None (a single expert of weight 1)."""
+        x: (B, T, in) or (B, in); weights: (K,), (B, K) or None (a single expert of weight 1); out: x's
+        shape with `out` features."""
         a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
         h = F.linear(x, a_cat)  # (B, T, K·r)
         if weights is None:
-            return F.linear(h * self.scaling, b_cat)
-        columns = weights.to(h.dtype).repeat_interleave(self.rank, dim=-1) * self.scaling  # (K·r,) | (B, K·r)
-        if columns.dim() == 2:
-            batch = columns.shape[0]
-            if x.dim() < 2 or (batch != x.shape[0] and batch != 1):
-                raise ValueError(
-                    f"routing weights are set for a batch of {batch} but the layer input has shape "
-                    f"{tuple(x.shape)}; set the routing for the batch actually fed (e.g. after "
-                    f"expanding it for num_return_sequences or beams)")
-            columns = columns.view(batch, *([1] * (x.dim() - 2)), columns.shape[-1])  # (B, 1, K·r)
-        return F.linear(h * columns, b_cat)  # (B, T, out)
+            h = h * self.scaling
+        else:
+            columns = weights.to(h.dtype).repeat_interleave(self.rank, dim=-1) * self.scaling  # (K·r,) | (B, K·r)
+            if columns.dim() == 2:
+                batch = columns.shape[0]
+                if x.dim() < 2 or (batch != x.shape[0] and batch != 1):
+                    raise ValueError(
+                        f"routing weights are set for a batch of {batch} but the layer input has shape "
+                        f"{tuple(x.shape)}; set the routing for the batch actually fed (e.g. after "
+                        f"expanding it for num_return_sequences or beams)")
+                columns = columns.view(batch, *([1] * (x.dim() - 2)), columns.shape[-1])  # (B, 1, K·r)
+            h = h * columns
+        flat = torch.addmm(out.reshape(-1, out.shape[-1]).to(h.dtype), h.reshape(-1, h.shape[-1]), b_cat.t())
+        return flat.view(out.shape)  # (B, T, out)
+
+    def _selected_low_rank(self, x: Tensor, experts: tuple[int, ...], positions: Tensor, weights: Tensor,
+                           out: Tensor) -> Tensor:
+        """out + scaling · Σ_k w[b,k] B_k A_k x where sample b computes only ITS selected experts.
+
+        positions (B, k): sample b's experts as positions into `experts`; weights (B, k) their weights.
+        With top-k routing a sample uses k of the batch's K experts, and the batched product over each
+        sample's own k experts costs k/K of the fused one. Gradients reach trainable experts (and zero
+        ones those no sample selected) through the gather. x: (B, T, in) or (B, in)."""
+        a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
+        count, (batch, k), r = len(experts), positions.shape, self.rank
+        a = a_cat.view(count, r, -1)[positions].reshape(batch, k * r, -1)  # (B, k·r, in)
+        b = b_cat.view(-1, count, r).permute(1, 2, 0)[positions].reshape(batch, k * r, -1)  # (B, k·r, out)
+        x3 = x if x.dim() == 3 else x.unsqueeze(1)  # (B, T, in)
+        h = torch.bmm(x3, a.transpose(1, 2))  # (B, T, k·r)
+        columns = weights.to(h.dtype).repeat_interleave(r, dim=-1) * self.scaling  # (B, k·r)
+        out3 = out if out.dim() == 3 else out.unsqueeze(1)
+        y = torch.baddbmm(out3.to(h.dtype), h * columns.unsqueeze(1), b)  # (B, T, out)
+        return y if x.dim() == 3 else y.squeeze(1)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, T, in) or (B, in) -> (B, T, out) / (B, out)
         out = self.base(x)
@@ -227,20 +270,22 @@ class ExpertLinear(nn.Module):
         if not active:  # every weight is zero and nothing trains
             return out
         x = self.dropout(x.to(self.adapter_dtype))  # one dropout mask shared by all experts
+        if (weights is not None and weights.dim() == 2 and x.dim() in (2, 3)
+                and weights.shape[0] == x.shape[0] > 1):  # per-sample routing of the batch as fed
+            positions, row_weights = self.routing.row_selection(active)
+            if positions.shape[1] < len(active):  # samples use fewer experts than the batch does
+                return self._selected_low_rank(x, active, positions, row_weights, out).to(out.dtype)
         # Frozen and trainable experts form two fused groups: autograd then computes weight gradients
         # for the trainable group only (one stacked group would get an (out, K·r) gradient, all but
         # the trainable slices thrown away). Each group is still a single pair of matrix products.
         trainable = set(self.trainable_experts) if torch.is_grad_enabled() else set()
-        delta: Tensor | None = None
+        result = out
         for positions in ([i for i, e in enumerate(active) if e not in trainable],
                           [i for i, e in enumerate(active) if e in trainable]):
-            if not positions:
-                continue
-            group = [active[i] for i in positions]
-            group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
-            part = self._low_rank(x, group, group_weights)
-            delta = part if delta is None else delta + part
-        return out + delta.to(out.dtype)
+            if positions:
+                group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
+                result = self._low_rank(x, [active[i] for i in positions], group_weights, result)
+        return result.to(out.dtype)
 
     # -- merging ------------------------------------------------------------------------------------
     @torch.no_grad()
