@@ -249,8 +249,8 @@ class ExpertLinear(nn.Module):
 
         positions (B, k): sample b's experts as positions into `experts`; weights (B, k) their weights.
         With top-k routing a sample uses k of the batch's K experts, and the batched product over each
-        sample's own k experts costs k/K of the fused one. Gradients reach trainable experts (and zero
-        ones those no sample selected) through the gather. x: (B, T, in) or (B, in)."""
+        sample's own k experts costs k/K of the fused one. Gradients reach the trainable experts through
+        the gather (a zero gradient for one that no sample selected). x: (B, T, in) or (B, in)."""
         a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
         count, (batch, k), r = len(experts), positions.shape, self.rank
         a = a_cat.view(count, r, -1)[positions].reshape(batch, k * r, -1)  # (B, k·r, in)
