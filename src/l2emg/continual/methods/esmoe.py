@@ -23,8 +23,9 @@ are frozen (`requires_grad=False`: bit-identical by construction).
 
 Generation (`prepare_generation`): the gate depends only on the prompt, so the routing is fixed for a
 whole request. A single prompt merges the selected experts into the base weights once
-(`ExpertBank.merge`) and then decodes at plain-backbone speed; a batch uses the fused expert product
-with per-sample routing. Any later training forward or `prepare_generation` unmerges first.
+(`ExpertBank.merge`) and then decodes at plain-backbone speed; a batch routes each sample to its own
+top-k experts (the bank computes only those per sample, in training too: the current expert plus one
+old one). Any later training forward or `prepare_generation` unmerges first.
 
 Ablations (Table 2): `esmoe_wo_cged` — no CGED: the gate reads the mean-pooled plain prompt
 embeddings, no L_emo, nothing added to the input; `esmoe_wo_samoe` — one LoRA trained sequentially
