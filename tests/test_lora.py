@@ -98,14 +98,20 @@ def explicit_mixture(layer: ExpertLinear, x: torch.Tensor, w: torch.Tensor) -> t
     return out
 
 
-def test_fused_forward_equals_the_per_expert_loop():
+def expert_layer(experts: int) -> ExpertLinear:
+    """A 32 -> 48 layer (seed 0) with `experts` rank-4 experts, each with a non-zero B."""
     torch.manual_seed(0)
     layer = ExpertLinear(nn.Linear(32, 48), rank=4, alpha=8)
-    for _ in range(5):
+    for _ in range(experts):
         layer.add_expert()
     with torch.no_grad():
-        for e in range(5):
+        for e in range(experts):
             layer.lora_B[e].normal_(std=0.1)
+    return layer
+
+
+def test_fused_forward_equals_the_per_expert_loop():
+    layer = expert_layer(5)
     x = torch.randn(3, 7, 32)
     w = torch.softmax(torch.randn(3, 5), dim=-1)
     w[0, 1] = 0.0  # masked experts: skipped in the fused product, identical result
@@ -140,28 +146,22 @@ def test_fused_forward_equals_the_per_expert_loop():
 def test_top_k_routing_computes_only_each_samples_own_experts():
     """Per-sample top-k weights take the selected path (each sample computes only its own k experts,
     batched): values and every gradient (input, gate weights, the trainable expert) equal the definition."""
-    torch.manual_seed(0)
-    layer = ExpertLinear(nn.Linear(32, 48), rank=4, alpha=8)
-    for _ in range(6):
-        layer.add_expert()
-    with torch.no_grad():
-        for e in range(6):
-            layer.lora_B[e].normal_(std=0.1)
+    layer = expert_layer(6)
     layer.set_trainable([5])
     # ES-MoE's training gate: the current expert (5) plus one old expert per sample, 4 old ones used.
-    picks = torch.tensor([0, 3, 1, 0, 4])
+    rows, picks = torch.arange(5), torch.tensor([0, 3, 1, 0, 4])
     raw = torch.rand(5, 2) + 0.1
     target = torch.randn(5, 7, 48)
     x = torch.randn(5, 7, 32)
     grads = []
-    for forward in (layer, None):
+    for forward in (layer, lambda inp: explicit_mixture(layer, inp, w)):
         logits_ = raw.clone().requires_grad_(True)
-        w = torch.zeros(5, 6).index_put((torch.arange(5), picks), torch.softmax(logits_, -1)[:, 0])
-        w = w + torch.zeros(5, 6).index_fill(1, torch.tensor([5]), 1.0) * torch.softmax(logits_, -1)[:, 1:]
+        gate = torch.softmax(logits_, dim=-1)  # (B, 2): the old pick, the current expert
+        w = torch.zeros(5, 6).index_put((rows, picks), gate[:, 0]).index_put((rows, torch.full((5,), 5)), gate[:, 1])
         layer.routing.set(w)
         x_in = x.clone().requires_grad_(True)
         layer.zero_grad()
-        out = layer(x_in) if forward is not None else explicit_mixture(layer, x_in, w)
+        out = forward(x_in)
         ((out - target) ** 2).sum().backward()
         grads.append([out.detach(), x_in.grad, logits_.grad, *[p.grad for p in layer.expert_parameters(5)]])
     positions, weights = layer.routing.row_selection((0, 1, 3, 4))
