@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from l2emg.cli import app
 from l2emg.errors import DataError
 from l2emg.eval.continual_metrics import (
-    average_over_orders, backward_transfer, continual_metrics, final_average,
+    average_ci95, average_over_orders, backward_transfer, continual_metrics, final_average,
     forgetting_rate, forward_transfer, matrices_from_results,
 )
 from l2emg.eval.report import render_heatmaps, table2_header, table2_row
@@ -130,8 +130,18 @@ def test_cli_continual(tmp_path):
     assert saved["metrics"]["FR"] == pytest.approx(forgetting_rate(R))
     assert saved["matrices"]["r_precision_top1"][2] == [0.3, 0.5, 0.7]
     assert (out / "heatmap_fid.png").exists()
-    assert "| ES-MoE | 2.07 | 0.500 | 10.00 | 1.10 | 0.400 | 17.50 |" in (out / "table2.md").read_text()
+    # the FID cells carry a ci95, so AF gets a half-width: sqrt(Σ h²) / N over the last row
+    half = average_ci95([c["fid"]["ci95"] for c in results["steps"][-1]["results"].values()])
+    assert saved["metrics"]["AF_ci95"] == pytest.approx(half) and saved["metrics"]["AR_ci95"] is None
+    assert f"| ES-MoE | 2.07 ± {half:.2f} | 0.500 | 10.00 | 1.10 | 0.400 | 17.50 |" in (out / "table2.md").read_text()
     res = runner.invoke(app, ["eval", "continual", str(tmp_path / "order1.json"), str(tmp_path / "order2.json"),
                               "--out", str(tmp_path / "both")])
     assert res.exit_code == 0, res.output
     assert "(mean of 2)" in (tmp_path / "both" / "table2.md").read_text()
+
+
+def test_average_ci95_combines_independent_cells():
+    assert average_ci95([0.3, 0.4]) == pytest.approx(0.25)  # sqrt(0.09 + 0.16) / 2
+    assert average_ci95([0.1, float("nan")]) is None and average_ci95([]) is None
+    row = "| X | 1.00 ± 0.25 | 0.500 ± 0.010 | – | – | – | – |"
+    assert table2_row("X", {"AF": 1.0, "AF_ci95": 0.25, "AR": 0.5, "AR_ci95": 0.01}) == row

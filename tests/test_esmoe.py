@@ -59,16 +59,17 @@ def make_lm(tokenizer, seed: int = 0) -> MotionLM:
     return MotionLM(model, tok, vocab)
 
 
-def make_config(**esmoe):
+def make_config(extra: tuple[str, ...] | list[str] = (), **esmoe):
+    """The tiny profile with small ES-MoE options (`esmoe`) and any further overrides (`extra`)."""
     options = {"d_cged": 32, "heads": 4, "dict_clusters": 4, "kmeans_n_init": 2, "classifier_hidden": 32,
                "query_rank": 16, "key_dim": 16, "max_experts": 8, "top_k": 2, "mask_prob": 0.5,
                "emotion_weight": 0.5, **esmoe}
-    overrides = [f"esmoe.{k}={v}" for k, v in options.items()] + ["lora.dropout=0.0", "lora.rank=4"]
+    overrides = [f"esmoe.{k}={v}" for k, v in options.items()] + ["lora.dropout=0.0", "lora.rank=4", *extra]
     return load_config("tiny", overrides)
 
 
-def make_method(tokenizer, name: str = "esmoe", seed: int = 0, **esmoe):
-    method = METHODS[name](make_config(**esmoe), make_lm(tokenizer, seed))
+def make_method(tokenizer, name: str = "esmoe", seed: int = 0, extra: tuple[str, ...] | list[str] = (), **esmoe):
+    method = METHODS[name](make_config(extra, **esmoe), make_lm(tokenizer, seed))
     method.setup()
     return method
 
@@ -403,3 +404,109 @@ def test_reflection_keeps_old_scenarios_on_their_own_experts(tokenizer):
     # without reflection the route loss sends every scenario to the newest expert (routing forgetting)
     forgetful = routing_after_stream(tokenizer, reflection_weight=0.0, reflection_points=4)
     assert bool((forgetful.argmax(dim=1) == 2).all()), forgetful
+
+
+# ---- experts on the input embeddings and lm_head --------------------------------------------------------
+
+EMBEDDING_LORA = ["lora.target_modules=[q_proj, k_proj, v_proj, o_proj, embed_tokens, lm_head]",
+                  "lora.rank_pattern={embed_tokens: 8, lm_head: 6}"]
+
+
+def _prompt_and_step_logits(method, ids, mask, next_id: int):
+    """prepare_generation, the prompt forward (with a cache), then one decoding step that feeds token
+    `next_id` through the model's own (routed or merged) input embeddings: (prompt logits, step logits)."""
+    embeds = method.prepare_generation(ids, mask)
+    with torch.no_grad():
+        out = method.model(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
+        step_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        step = method.model(input_ids=torch.full((ids.shape[0], 1), next_id), attention_mask=step_mask,
+                            past_key_values=out.past_key_values, use_cache=True)
+    return embeds, out.logits, step.logits
+
+
+def test_embedding_experts_merged_single_prompt_matches_fused(tokenizer):
+    method = make_method(tokenizer, top_k=2, extra=EMBEDDING_LORA)
+    table = method.bank.input_embedding
+    assert table is method.model.get_input_embeddings() and table.rank == 8
+    lm_head = method.bank.layers["lm_head"]
+    assert lm_head.rank == 6 and method.model.get_output_embeddings() is lm_head
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=2)
+    train(method, 1, ex_b, updates=2)
+    train(method, 2, ex_a[::2] + ex_b[::2], updates=2)
+    with torch.no_grad():  # every expert clearly non-zero (the embedding A's start at zero)
+        for e in range(3):
+            for p in method.bank.expert_parameters(e):
+                p.add_(torch.randn_like(p) * 0.05)
+    method.eval()
+    pristine = table.base.weight.detach().clone()
+    captions = [SCENARIO_A[3][0], SCENARIO_B[5][0], "a person runs forward, angrily"]
+    batch = prompts(method, captions)
+    fused_batch = _prompt_logits(method, batch["input_ids"], batch["attention_mask"])
+    code = method.lm.vocab.first_code_id + 3
+    for row, caption in enumerate(captions):
+        single = prompts(method, [caption])
+        ids, mask = single["input_ids"], single["attention_mask"]
+        gate = method.gate_weights(ids, mask)
+        method.options.merge_single_prompt = False
+        embeds_fused, fused, step_fused = _prompt_and_step_logits(method, ids, mask, code)
+        assert not method.bank.merged
+        front, _, _ = method._front(ids, mask.bool())
+        assert not torch.allclose(embeds_fused, front, atol=1e-3)  # the routed embedding experts were added
+        method.options.merge_single_prompt = True
+        embeds_merged, merged, step_merged = _prompt_and_step_logits(method, ids, mask, code)
+        assert method.bank.merged and not torch.equal(table.base.weight, pristine)
+        assert torch.equal(table.frozen(ids), pristine[ids])
+        assert torch.equal(method.gate_weights(ids, mask), gate)  # the gate reads the frozen table, even merged
+        assert torch.allclose(embeds_merged, embeds_fused, atol=1e-6)  # experts added once, not twice
+        assert torch.allclose(merged, fused, atol=1e-5)
+        assert torch.allclose(step_merged, step_fused, atol=1e-5)  # the decoding step reads the merged table
+        length = ids.shape[1]
+        assert torch.allclose(merged[0], fused_batch[row, -length:], atol=1e-4)  # left padding aside
+    codes = []
+    for merge in (True, False):
+        method.options.merge_single_prompt = merge
+        codes.append(generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions[:1], max_codes=8,
+                                    batch_size=1, prepare=method.prepare_generation)[0])
+    method.options.merge_single_prompt = True
+    assert np.array_equal(*codes)
+    method.prepare_generation(*prompts(method, captions[:1]).values())
+    assert method.bank.merged
+    method(batch_of(method, ex_a[:4]))  # a training forward unmerges first
+    assert not method.bank.merged and torch.equal(table.base.weight, pristine)
+
+
+def test_embedding_experts_of_an_old_scenario_stay_bit_identical(tokenizer):
+    method = make_method(tokenizer, extra=EMBEDDING_LORA)
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    bank, table = method.bank, method.bank.input_embedding
+    backbone = {k: v.clone() for k, v in method.model.state_dict().items() if "lora_" not in k}
+    train(method, 0, ex_a, updates=3)
+    assert torch.count_nonzero(table.lora_A[0]) > 0  # expert 0's embedding factors learned in scenario 0
+    expert0 = {name: [p.detach().clone() for p in layer.expert_parameters(0)] for name, layer in bank.layers.items()}
+
+    ctx = ScenarioContext(1, "s1", ex_b)
+    method.train()
+    method.begin_scenario(1, ctx)
+    a1 = table.lora_A[1].detach().clone()
+    # every parameter in the optimizer, with weight decay: the frozen ones must still not move
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-2, weight_decay=0.1)
+    for u in range(4):
+        out = method(batch_of(method, ex_b[u * 6:(u + 1) * 6]))
+        out["loss"].backward()
+        if u == 0:
+            assert all(p.grad is None for layer in bank.layers.values() for p in layer.expert_parameters(0))
+            assert table.lora_A[1].grad is not None and torch.count_nonzero(table.lora_A[1].grad) > 0
+            assert table.base.weight.grad is None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    method.end_scenario(1, ctx)
+
+    for name, layer in bank.layers.items():
+        for before, now in zip(expert0[name], layer.expert_parameters(0)):
+            assert torch.equal(before, now), name
+    assert not torch.equal(a1, table.lora_A[1])
+    for name, value in method.model.state_dict().items():
+        if name in backbone:
+            assert torch.equal(backbone[name], value), name  # the base tables never move
+    assert {"model.embed_tokens.base.weight", "lm_head.base.weight"} <= set(backbone)

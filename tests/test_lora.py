@@ -8,7 +8,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from l2emg.config import LoRAConfig, load_config
-from l2emg.continual.lora import ExpertBank, ExpertLinear, inject_experts, inject_experts_from_config
+from l2emg.continual.lora import ExpertBank, ExpertEmbedding, ExpertLinear, inject_experts, inject_experts_from_config
 from l2emg.errors import CheckpointError, ConfigError
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -69,9 +69,10 @@ def test_config_driven_injection_and_profiles():
     assert cfg.scaling == 2.0
     bank = inject_experts_from_config(tiny_llama(), cfg)
     assert len(bank.layers) == 6 and bank.scaling == 2.0
-    for profile in ("tiny", "default"):
-        lora = load_config(profile).lora
-        assert lora.target_modules == TARGETS and lora.rank >= 1
+    assert load_config("tiny").lora.target_modules == TARGETS
+    default = load_config("default").lora  # the default profile also adapts the input and output embeddings
+    assert default.target_modules == TARGETS + ["embed_tokens", "lm_head"] and default.rank >= 1
+    assert set(default.rank_pattern) <= set(default.target_modules)
     with pytest.raises(ConfigError, match="lora.init"):
         load_config("tiny", ["lora.init=xavier"])
 
@@ -388,3 +389,287 @@ def test_new_expert_starts_as_a_no_op_and_init_is_reproducible():
     a1, _ = layers[1].expert_parameters(0)
     assert torch.count_nonzero(b0) == 0 and a0.abs().sum() > 0
     assert not torch.equal(a0, a1)  # each layer draws its own A
+
+
+# ---- experts on the input embeddings and lm_head -------------------------------------------------------
+
+EMBEDDING_TARGETS = TARGETS + ["embed_tokens", "lm_head"]
+EMBEDDING_RANKS = {"embed_tokens": 8, "lm_head": 6}
+
+
+def explicit_embedding_mixture(layer: ExpertEmbedding, ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The definition, one expert at a time: base(ids) + scaling · Σ_e w[b,e] (B_e A_e[:, ids]).T.
+
+    ids (B,) or (B, T); w (B, E)."""
+    out = layer.base(ids)
+    for e in range(layer.num_experts):
+        a, b = layer.expert_parameters(e)
+        delta = (b @ a[:, ids.reshape(-1)]).T.reshape(*ids.shape, -1)  # (…, d)
+        out = out + layer.scaling * w[:, e].view(-1, *([1] * ids.dim())) * delta
+    return out
+
+
+def embedding_layer(experts: int) -> ExpertEmbedding:
+    """nn.Embedding(50, 16) (seed 0) with `experts` rank-4 experts, A and B both non-zero."""
+    torch.manual_seed(0)
+    layer = ExpertEmbedding(nn.Embedding(50, 16), rank=4, alpha=8)
+    for _ in range(experts):
+        layer.add_expert()
+    assert all(torch.count_nonzero(a) == 0 for a in layer.lora_A)  # PEFT's init: A zero, B Gaussian
+    assert all(torch.count_nonzero(b) > 0 for b in layer.lora_B)
+    with torch.no_grad():
+        for e in range(experts):
+            layer.lora_A[e].normal_()
+            layer.lora_B[e].normal_(std=0.1)
+    layer.set_trainable([])
+    return layer
+
+
+def test_embedding_experts_equal_the_definition(monkeypatch):
+    """Per-sample (B, E) weights (each sample using all of the batch's experts: the fused product), shared (E,)
+    weights and no routing: values and gradients (gate logits, trainable experts' A and B) equal the definition."""
+    layer = embedding_layer(5)
+    monkeypatch.setattr(layer, "_selected_low_rank", None)  # (the per-sample selected path is tested below)
+    ids = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(1))
+    raw = torch.randn(3, 5)
+    mask = torch.ones(3, 5)
+    mask[0, 1] = 0.0  # masked experts: skipped, identical result
+    mask[:, 3] = 0.0
+    w = torch.softmax(raw, dim=-1) * mask
+    layer.routing.set(w)
+    fused = layer(ids)
+    assert fused.shape == (3, 7, 16)
+    assert torch.allclose(fused, explicit_embedding_mixture(layer, ids, w), atol=1e-6, rtol=0)
+    assert not torch.allclose(fused, layer.base(ids), atol=1e-2)  # the experts matter
+    # Values and gradients (gate logits, the trainable experts' A and B) equal the definition.
+    layer.set_trainable([2, 4])
+    target = torch.randn(3, 7, 16)
+    grads = []
+    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, gate_w)):
+        logits_ = raw.clone().requires_grad_(True)
+        gate_w = torch.softmax(logits_, dim=-1) * mask
+        layer.routing.set(gate_w)
+        layer.zero_grad()
+        out = forward(ids)
+        ((out - target) ** 2).sum().backward()
+        grads.append([out.detach(), logits_.grad] + [p.grad for e in (2, 4) for p in layer.expert_parameters(e)])
+        assert all(p.grad is None for e in (0, 1, 3) for p in layer.expert_parameters(e))
+        assert layer.base.weight.grad is None
+    for g_fused, g_loop in zip(*grads):
+        assert g_fused is not None and torch.count_nonzero(g_fused) > 0
+        assert torch.allclose(g_fused, g_loop, atol=1e-5, rtol=1e-5)
+    layer.set_trainable([])
+    # Shared (E,) weights broadcast over the batch; (B,) ids work too.
+    layer.routing.set(w[1])
+    assert torch.allclose(layer(ids), explicit_embedding_mixture(layer, ids, w[1].expand(3, 5)), atol=1e-6, rtol=0)
+    layer.routing.set(w)
+    assert torch.allclose(layer(ids[:, 0]), explicit_embedding_mixture(layer, ids[:, 0], w), atol=1e-6, rtol=0)
+    # No routing: plain LoRA with the newest expert.
+    layer.routing.set(None)
+    newest = torch.zeros(3, 5)
+    newest[:, 4] = 1.0
+    assert torch.allclose(layer(ids), explicit_embedding_mixture(layer, ids, newest), atol=1e-6, rtol=0)
+    assert torch.allclose(layer(ids[:, 0]), explicit_embedding_mixture(layer, ids[:, 0], newest), atol=1e-6, rtol=0)
+    # add_experts adds the same update to any given base output.
+    layer.routing.set(w)
+    offset = torch.randn(3, 7, 16)
+    assert torch.allclose(layer.add_experts(ids, offset), offset + fused - layer.base(ids), atol=1e-6, rtol=0)
+
+
+def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definition(monkeypatch):
+    """Per-sample top-k weights (each sample uses fewer experts than the batch): each sample computes only
+    its own experts, and values and gradients (gate logits, the trainable expert's A and B) equal the definition."""
+    layer = embedding_layer(6)
+    layer.set_trainable([5])
+    selected_calls = []
+    original = layer._selected_low_rank
+    monkeypatch.setattr(layer, "_selected_low_rank", lambda *args: selected_calls.append(1) or original(*args))
+    rows, picks = torch.arange(5), torch.tensor([0, 3, 1, 0, 4])  # the current expert (5) + one old one
+    raw = torch.rand(5, 2) + 0.1
+    target = torch.randn(5, 7, 16)
+    ids = torch.randint(0, 50, (5, 7), generator=torch.Generator().manual_seed(2))
+    grads = []
+    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, w)):
+        logits_ = raw.clone().requires_grad_(True)
+        gate = torch.softmax(logits_, dim=-1)
+        w = torch.zeros(5, 6).index_put((rows, picks), gate[:, 0]).index_put((rows, torch.full((5,), 5)), gate[:, 1])
+        layer.routing.set(w)
+        layer.zero_grad()
+        out = forward(ids)
+        ((out - target) ** 2).sum().backward()
+        grads.append([out.detach(), logits_.grad, *[p.grad for p in layer.expert_parameters(5)]])
+        assert all(p.grad is None for e in range(5) for p in layer.expert_parameters(e))
+    assert len(selected_calls) == 1  # the fused forward took the selected path, once
+    positions, _ = layer.routing.row_selection((0, 1, 3, 4, 5))
+    assert positions.shape == (5, 2)
+    for g_selected, g_loop in zip(*grads):
+        assert torch.count_nonzero(g_selected) > 0
+        assert torch.allclose(g_selected, g_loop, atol=1e-5, rtol=1e-5)
+    # Samples using different numbers of experts (a zero-weight pad), (B,) and (B, T) ids, no_grad decoding.
+    w = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.5], [0.2, 0.3, 0.0, 0.0, 0.0, 0.5], [0.0] * 5 + [1.0],
+                      [0.0, 0.0, 0.4, 0.0, 0.6, 0.0], [0.0, 0.0, 0.0, 0.7, 0.3, 0.0]])
+    layer.routing.set(w)
+    selected_calls.clear()
+    with torch.no_grad():
+        assert torch.allclose(layer(ids), explicit_embedding_mixture(layer, ids, w), atol=1e-6, rtol=0)
+        assert len(selected_calls) == 1
+        assert torch.allclose(layer(ids[:, 0]), explicit_embedding_mixture(layer, ids[:, 0], w), atol=1e-6, rtol=0)
+
+
+def embedding_bank(seed: int = 0, experts: int = 4, **kwargs) -> tuple[LlamaForCausalLM, ExpertBank]:
+    model = tiny_llama(seed)
+    options = {"rank": 4, "alpha": 8, "rank_pattern": EMBEDDING_RANKS, **kwargs}
+    bank = inject_experts(model, EMBEDDING_TARGETS, **options)
+    for _ in range(experts):
+        bank.add_expert()
+    randomize_experts(bank, scale=0.1)
+    return model, bank
+
+
+def test_embedding_and_lm_head_experts_merge_like_the_fused_path_and_unmerge_exactly():
+    model = tiny_llama()
+    ids = tokens(batch=1)
+    plain = logits(model, ids)
+    original_embedding = model.model.embed_tokens.weight.detach().clone()
+    model, bank = embedding_bank()
+    embedding = bank.input_embedding
+    assert isinstance(embedding, ExpertEmbedding) and embedding is model.model.embed_tokens
+    assert set(bank.layers) >= {"model.embed_tokens", "lm_head"}
+    assert isinstance(bank.layers["lm_head"], ExpertLinear) and model.get_output_embeddings() is bank.layers["lm_head"]
+    originals = {name: layer.base.weight.detach().clone() for name, layer in bank.layers.items()}
+    w = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    with bank.routing(w[None]):
+        fused = logits(model, ids)
+    assert not torch.allclose(fused, plain, atol=1e-3)
+    bank.merge(w)
+    assert bank.merged
+    assert torch.allclose(logits(model, ids), fused, atol=1e-5, rtol=0)
+    assert not torch.equal(embedding.base.weight, original_embedding)  # the experts are in the table now
+    assert torch.equal(embedding.frozen(ids), original_embedding[ids])  # ... but not in the frozen view
+    with torch.no_grad():
+        delta = sum(w[e] * embedding.scaling * (embedding.lora_B[e] @ embedding.lora_A[e]) for e in range(4))
+        assert torch.allclose(embedding.base.weight, original_embedding + delta.T, atol=1e-6)
+    bank.unmerge()
+    assert not bank.merged
+    for name, layer in bank.layers.items():
+        assert torch.equal(layer.base.weight, originals[name]), name
+    assert torch.equal(embedding.frozen(ids), original_embedding[ids])
+    with bank.routing(w[None]):
+        assert torch.equal(logits(model, ids), fused)
+
+
+def test_rank_and_alpha_patterns():
+    model = tiny_llama()
+    bank = inject_experts(model, EMBEDDING_TARGETS, rank=4, alpha=8,
+                          rank_pattern={"embed_tokens": 8, "lm_head": 6, "q_proj": 2},
+                          alpha_pattern={"lm_head": 3, "model.layers.1.self_attn.q_proj": 5})
+    bank.add_expert()
+    expected = {"model.embed_tokens": (8, 8.0), "lm_head": (6, 3.0), "model.layers.0.self_attn.q_proj": (2, 8.0),
+                "model.layers.1.self_attn.q_proj": (2, 5.0), "model.layers.1.self_attn.v_proj": (4, 8.0)}
+    for name, (rank, alpha) in expected.items():
+        layer = bank.layers[name]
+        assert (layer.rank, layer.alpha, layer.scaling) == (rank, alpha, alpha / rank), name
+        a, b = layer.expert_parameters(0)
+        assert a.shape == (rank, layer.in_features) and b.shape == (layer.out_features, rank), name
+    assert bank.layers["model.embed_tokens"].expert_parameters(0)[0].shape == (8, 100)
+    assert bank.layers["lm_head"].expert_parameters(0)[1].shape == (100, 6)
+    assert (bank.rank, bank.alpha, bank.scaling) == (4, 8.0, 2.0)  # the defaults, from an unpatterned layer
+    assert bank.describe()["rank_pattern"] == {"embed_tokens": 8, "lm_head": 6, "q_proj": 2}
+    # A key matching no targeted layer is a config error (gate_proj exists but is not targeted).
+    for options in ({"rank_pattern": {"gate_proj": 2}}, {"alpha_pattern": {"nope": 1.0}}):
+        fresh = tiny_llama()
+        field = next(iter(options))
+        with pytest.raises(ConfigError, match=f"lora.{field}"):
+            inject_experts(fresh, EMBEDDING_TARGETS, rank=4, alpha=8, **options)
+        assert not any(isinstance(m, (ExpertLinear, ExpertEmbedding)) for m in fresh.modules())  # nothing half-done
+    # From a LoRAConfig.
+    cfg = LoRAConfig(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "embed_tokens", "lm_head"],
+                     rank_pattern={"embed_tokens": 8}, alpha_pattern={"lm_head": 2})
+    bank = inject_experts_from_config(tiny_llama(), cfg)
+    assert len(bank.layers) == 4
+    assert (bank.layers["model.embed_tokens"].rank, bank.layers["model.embed_tokens"].scaling) == (8, 1.0)
+    assert (bank.layers["lm_head"].rank, bank.layers["lm_head"].scaling) == (4, 0.5)
+    assert (bank.layers["model.layers.0.self_attn.q_proj"].rank, bank.scaling) == (4, 2.0)
+    with pytest.raises(ConfigError, match="rank_pattern"):
+        load_config("tiny", ["lora.rank_pattern={q_proj: 0}"])
+
+
+def test_training_one_expert_with_embedding_targets_leaves_everything_else_bit_identical():
+    model, bank = embedding_bank(experts=3, dropout=0.1)
+    bank.set_trainable([1])
+    snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gate = nn.Linear(8, 3)
+    features = torch.randn(4, 8)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(gate.parameters()), lr=1e-2, weight_decay=0.1)
+    ids = tokens(batch=4, length=12, seed=3)
+    model.train()
+    losses = []
+    for step in range(12):
+        bank.set_routing(torch.softmax(gate(features), dim=-1))
+        loss = lm_loss(model, ids)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:  # gradients reach only the trainable expert
+            trained = {id(p) for p in bank.expert_parameters(1)}
+            for name, p in model.named_parameters():
+                if id(p) in trained:
+                    assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+                else:
+                    assert p.grad is None, name
+        opt.step()
+        losses.append(loss.item())
+    bank.clear_routing()
+    assert losses[-1] < losses[0] - 0.1
+    trained = {id(p) for p in bank.expert_parameters(1)}
+    names = set()
+    for name, p in model.named_parameters():
+        names.add(name)
+        if id(p) in trained:
+            assert not torch.equal(p, snapshot[name]), name
+        else:
+            assert torch.equal(p, snapshot[name]), name  # older experts and the base: bit-identical
+    # the embedding and lm_head factors of every expert, and the base tables, are among the checked ones
+    assert {"model.embed_tokens.base.weight", "lm_head.base.weight", "model.embed_tokens.lora_A.0",
+            "model.embed_tokens.lora_B.2", "lm_head.lora_A.0", "lm_head.lora_B.1"} <= names
+
+
+def test_save_and_load_round_trip_with_embedding_experts(tmp_path):
+    patterns = {"rank_pattern": EMBEDDING_RANKS, "alpha_pattern": {"lm_head": 12}}
+    model, bank = embedding_bank(experts=3, **patterns)
+    ids = tokens()
+    w = torch.softmax(torch.randn(3, 3), dim=-1)
+    with bank.routing(w):
+        expected = logits(model, ids)
+    state = bank.state_dict_for([0])
+    assert state["expert.0.model.embed_tokens.lora_A"].shape == (8, 100)
+    assert state["expert.0.lm_head.lora_B"].shape == (100, 6)
+    path = tmp_path / "experts.safetensors"
+    bank.save(path)
+
+    fresh = tiny_llama()
+    fresh_bank = inject_experts(fresh, EMBEDDING_TARGETS, rank=4, alpha=8, **patterns)
+    assert fresh_bank.load(path) == [0, 1, 2]
+    for e in range(3):
+        for p, q in zip(bank.expert_parameters(e), fresh_bank.expert_parameters(e)):
+            assert torch.equal(p, q)
+    with fresh_bank.routing(w):
+        assert torch.equal(logits(fresh, ids), expected)
+    for other in ({"rank_pattern": {"embed_tokens": 6, "lm_head": 6}, "alpha_pattern": {"lm_head": 12}},
+                  {"rank_pattern": EMBEDDING_RANKS, "alpha_pattern": {"lm_head": 10}},
+                  {"rank_pattern": EMBEDDING_RANKS}, {}):
+        wrong = inject_experts(tiny_llama(), EMBEDDING_TARGETS, rank=4, alpha=8, **other)
+        field = "rank_pattern" if other.get("rank_pattern") != EMBEDDING_RANKS else "alpha_pattern"
+        with pytest.raises(CheckpointError, match=field):
+            wrong.load(path)
+        assert wrong.num_experts == 0
+
+
+def test_tied_embeddings_cannot_both_be_targeted():
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=4, vocab_size=100, max_position_embeddings=64, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config).eval()
+    with pytest.raises(ConfigError, match="share one weight"):
+        inject_experts(model, ["q_proj", "embed_tokens", "lm_head"], rank=4, alpha=8)
+    assert not any(isinstance(m, ExpertLinear) for m in model.modules())
+    inject_experts(model, ["q_proj", "lm_head"], rank=4, alpha=8)  # one of the two is fine

@@ -231,9 +231,10 @@ class LMConfig(Section):
 class LoRAConfig(Section):
     """LoRA adapters and the expert bank (rank budget shared by every method).
 
-    Every continual method gets the same budget: rank-`rank` LoRA factors on the linear layers whose
-    qualified names end with one of `target_modules` (attention q/k/v/o by default, as DESIGN.md);
-    an expert's update is scaled by `alpha / rank` (Hu et al. 2022). A is initialised Kaiming-uniform
+    Every continual method gets the same budget: rank-`rank` LoRA factors on the linear (and embedding)
+    layers whose qualified names end with one of `target_modules` (attention q/k/v/o by default, as
+    the paper; `embed_tokens` / `lm_head` are the input / output embeddings), with per-target ranks and
+    alphas in `rank_pattern` / `alpha_pattern`; an expert's update is scaled by `alpha / rank` (Hu et al. 2022). A is initialised Kaiming-uniform
     (PEFT's default) or Gaussian with std 1/rank, B with zeros, so a new expert starts as a no-op.
     """
 
@@ -244,6 +245,10 @@ class LoRAConfig(Section):
         ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="nn.Linear layers whose qualified names end with one of these get experts (MLP: gate_proj, up_proj, down_proj)")
     init: str = Field("kaiming", pattern="^(kaiming|gaussian)$", description="initialisation of the A factors")
+    rank_pattern: dict[str, int] = Field(
+        {}, description="rank of the targets named here instead of `rank` (PEFT's rank_pattern), e.g. {embed_tokens: 64}")
+    alpha_pattern: dict[str, float] = Field(
+        {}, description="alpha of the targets named here instead of `alpha` (PEFT's alpha_pattern)")
 
     @field_validator("target_modules")
     @classmethod
@@ -252,6 +257,14 @@ class LoRAConfig(Section):
         if not cleaned or any(not t for t in cleaned):
             raise ValueError("target_modules must list at least one non-empty module name")
         return cleaned
+
+    @field_validator("rank_pattern", "alpha_pattern")
+    @classmethod
+    def _positive_pattern(cls, pattern: dict[str, float]) -> dict[str, float]:
+        for target, value in pattern.items():
+            if value <= 0:
+                raise ValueError(f"{target}: must be positive, got {value}")
+        return pattern
 
     @property
     def scaling(self) -> float:

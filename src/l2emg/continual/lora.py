@@ -1,4 +1,4 @@
-"""LoRA experts on the linear layers of any Hugging Face causal LM, computed as one fused product.
+"""LoRA experts on the linear and embedding layers of any Hugging Face causal LM, one fused product.
 
 Three parts, kept apart as in PEFT:
 
@@ -9,10 +9,15 @@ Three parts, kept apart as in PEFT:
 
   computed as ONE low-rank product: the active experts' A's are stacked to (K·r, in) and their B's
   to (out, K·r), so the mixture costs two matrix products whatever the number of experts.
+  `ExpertEmbedding` does the same for an `nn.Embedding` (the input token embeddings): "in" is the
+  vocabulary, A_e x is a column lookup A_e[:, id] instead of a product (PEFT's `lora_embedding_A/B`;
+  as there, A starts at zero and B Gaussian, and no dropout is applied to token ids). Both are
+  `ExpertLayer`s: routing, merging, saving and the per-sample expert selection are shared.
 - `RoutingState` is the gate shared by every wrapped layer of a model: one weight vector per sample
   (as SAPT does), set once before the forward, read by all layers.
-- `inject_experts(model, targets, …)` swaps the targeted `nn.Linear`s of a model for
-  `ExpertLinear`s, freezes the model, and returns an `ExpertBank`: the handle through which
+- `inject_experts(model, targets, …)` swaps the targeted `nn.Linear`s / `nn.Embedding`s of a model
+  for `ExpertLinear`s / `ExpertEmbedding`s (with per-layer-kind ranks, PEFT's `rank_pattern` /
+  `alpha_pattern`), freezes the model, and returns an `ExpertBank`: the handle through which
   methods add, freeze, route, merge, save and load experts.
 
 Storage choice: every expert is its own (A, B) Parameter pair, and freezing is `requires_grad`.
@@ -46,6 +51,8 @@ from l2emg.errors import CheckpointError, ConfigError
 
 __all__ = [
     "ExpertBank",
+    "ExpertEmbedding",
+    "ExpertLayer",
     "ExpertLinear",
     "RoutingState",
     "inject_experts",
@@ -56,7 +63,7 @@ _FILE_FORMAT = "l2emg-expert-bank-v1"
 
 
 class RoutingState:
-    """The expert weights of the current batch, shared by every `ExpertLinear` of one bank.
+    """The expert weights of the current batch, shared by every `ExpertLayer` of one bank.
 
     `weights` is None (no routing: all weight on the newest expert — plain LoRA), a (E,) vector used
     for every sample, or a (B, E) matrix with one gate vector per sample. The weights stay fixed
@@ -94,12 +101,17 @@ class RoutingState:
         return self._rows[experts]
 
 
-class ExpertLinear(nn.Module):
-    """A frozen `nn.Linear` plus a growable bank of LoRA experts mixed by per-sample weights."""
+class ExpertLayer(nn.Module):
+    """A frozen layer (`.base`) plus a growable bank of LoRA experts mixed by per-sample weights.
+
+    Subclasses say how the base is read (`_down`, `_down_selected`: x -> A x), how a merged delta maps
+    onto the base weight (`_as_weight`) and how experts are initialised (`_init_expert`)."""
+
+    base_type: type[nn.Module] = nn.Module
 
     def __init__(
         self,
-        base: nn.Linear,
+        base: nn.Module,
         rank: int,
         alpha: float,
         dropout: float = 0.0,
@@ -107,8 +119,8 @@ class ExpertLinear(nn.Module):
         routing: RoutingState | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"ExpertLinear wraps nn.Linear, got {type(base).__name__}")
+        if not isinstance(base, self.base_type):
+            raise TypeError(f"{type(self).__name__} wraps {self.base_type.__name__}, got {type(base).__name__}")
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
         if init not in ("kaiming", "gaussian"):
@@ -126,14 +138,24 @@ class ExpertLinear(nn.Module):
         # The pristine base weight while experts are merged into it (restored bit-exactly by unmerge).
         self._unmerged_weight: Tensor | None = None
 
+    @property
+    def weight(self) -> Tensor:
+        """The base layer's weight (what Hugging Face code reads from an embedding or `lm_head`)."""
+        return self.base.weight
+
+    @property
+    def pristine_weight(self) -> Tensor:
+        """The base weight without any merged expert (the live weight when nothing is merged)."""
+        return self._unmerged_weight if self._unmerged_weight is not None else self.base.weight
+
     # -- shape facts --------------------------------------------------------------------------------
     @property
     def in_features(self) -> int:
-        return self.base.in_features
+        raise NotImplementedError
 
     @property
     def out_features(self) -> int:
-        return self.base.out_features
+        raise NotImplementedError
 
     @property
     def num_experts(self) -> int:
@@ -157,14 +179,15 @@ class ExpertLinear(nn.Module):
         """Append an expert (A random, B zero: it starts as a no-op) and return its index."""
         device = self.base.weight.device
         a = torch.empty(self.rank, self.in_features, device=device, dtype=self.adapter_dtype)
-        if self.init == "kaiming":  # PEFT's / nn.Linear's default
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-        else:
-            nn.init.normal_(a, std=1.0 / self.rank, generator=generator)
-        b = torch.zeros(self.out_features, self.rank, device=device, dtype=self.adapter_dtype)
+        b = torch.empty(self.out_features, self.rank, device=device, dtype=self.adapter_dtype)
+        self._init_expert(a, b, generator)
         self.lora_A.append(nn.Parameter(a, requires_grad=trainable))
         self.lora_B.append(nn.Parameter(b, requires_grad=trainable))
         return self.num_experts - 1
+
+    def _init_expert(self, a: Tensor, b: Tensor, generator: torch.Generator | None) -> None:
+        """Fill a new expert's A and B in place so that B A = 0."""
+        raise NotImplementedError
 
     def set_trainable(self, experts: Iterable[int]) -> None:
         """Only the listed experts' A and B receive gradients; all others are frozen."""
@@ -223,22 +246,22 @@ class ExpertLinear(nn.Module):
         """out + scaling · Σ_k w[b,k] B_k A_k x over `experts` as one fused product (the sum is
         accumulated into `out` by the second product itself).
 
-        x: (B, T, in) or (B, in); weights: (K,), (B, K) or None (a single expert of weight 1); out: x's
-        shape with `out` features."""
+        x: the layer input; weights: (K,), (B, K) or None (a single expert of weight 1); out: the base
+        output, (B, T, out) or (B, out)."""
         a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
-        h = F.linear(x, a_cat)  # (B, T, K·r)
+        h = self._down(x, a_cat)  # (B, T, K·r) or (B, K·r)
         if weights is None:
             h = h * self.scaling
         else:
             columns = weights.to(h.dtype).repeat_interleave(self.rank, dim=-1) * self.scaling  # (K·r,) | (B, K·r)
             if columns.dim() == 2:
                 batch = columns.shape[0]
-                if x.dim() < 2 or (batch != x.shape[0] and batch != 1):
+                if h.dim() < 2 or (batch != h.shape[0] and batch != 1):
                     raise ValueError(
                         f"routing weights are set for a batch of {batch} but the layer input has shape "
                         f"{tuple(x.shape)}; set the routing for the batch actually fed (e.g. after "
                         f"expanding it for num_return_sequences or beams)")
-                columns = columns.view(batch, *([1] * (x.dim() - 2)), columns.shape[-1])  # (B, 1, K·r)
+                columns = columns.view(batch, *([1] * (h.dim() - 2)), columns.shape[-1])  # (B, 1, K·r)
             h = h * columns
         flat = torch.addmm(out.reshape(-1, out.shape[-1]).to(h.dtype), h.reshape(-1, h.shape[-1]), b_cat.t())
         return flat.view(out.shape)  # (B, T, out)
@@ -250,26 +273,40 @@ class ExpertLinear(nn.Module):
         positions (B, k): sample b's experts as positions into `experts`; weights (B, k) their weights.
         With top-k routing a sample uses k of the batch's K experts, and the batched product over each
         sample's own k experts costs k/K of the fused one. Gradients reach the trainable experts through
-        the gather (a zero gradient for one that no sample selected). x: (B, T, in) or (B, in)."""
+        the gather (a zero gradient for one that no sample selected). out: (B, T, out) or (B, out)."""
         a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
         count, (batch, k), r = len(experts), positions.shape, self.rank
         a = a_cat.view(count, r, -1)[positions].reshape(batch, k * r, -1)  # (B, k·r, in)
         b = b_cat.view(-1, count, r).permute(1, 2, 0)[positions].reshape(batch, k * r, -1)  # (B, k·r, out)
-        x3 = x if x.dim() == 3 else x.unsqueeze(1)  # (B, T, in)
-        h = torch.bmm(x3, a.transpose(1, 2))  # (B, T, k·r)
+        h = self._down_selected(x, a)  # (B, T, k·r)
         columns = weights.to(h.dtype).repeat_interleave(r, dim=-1) * self.scaling  # (B, k·r)
         out3 = out if out.dim() == 3 else out.unsqueeze(1)
         y = torch.baddbmm(out3.to(h.dtype), h * columns.unsqueeze(1), b)  # (B, T, out)
-        return y if x.dim() == 3 else y.squeeze(1)
+        return y if out.dim() == 3 else y.squeeze(1)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, T, in) or (B, in) -> (B, T, out) / (B, out)
-        out = self.base(x)
+    def _down(self, x: Tensor, a_cat: Tensor) -> Tensor:
+        """A_cat x for every expert at once: (…, K·r)."""
+        raise NotImplementedError
+
+    def _down_selected(self, x: Tensor, a: Tensor) -> Tensor:
+        """Per-sample A x with each sample's own stacked A (B, k·r, in): (B, T, k·r)."""
+        raise NotImplementedError
+
+    def _adapter_input(self, x: Tensor) -> Tensor:
+        """What the experts read (dropout applies here)."""
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.add_experts(x, self.base(x))
+
+    def add_experts(self, x: Tensor, out: Tensor) -> Tensor:
+        """`out` (the base output for input x, or anything of its shape) plus the routed experts' update."""
         if self.merged or self.num_experts == 0:
             return out
         active, weights = self._active_experts()
         if not active:  # every weight is zero and nothing trains
             return out
-        x = self.dropout(x.to(self.adapter_dtype))  # one dropout mask shared by all experts
+        x = self._adapter_input(x)
         if (weights is not None and weights.dim() == 2 and x.dim() in (2, 3)
                 and weights.shape[0] == x.shape[0] > 1):  # per-sample routing of the batch as fed
             positions, row_weights = self.routing.row_selection(active)
@@ -310,7 +347,7 @@ class ExpertLinear(nn.Module):
         delta = self.delta_weight(weights)
         if self._unmerged_weight is None:
             self._unmerged_weight = self.base.weight.detach().clone()
-        merged = self._unmerged_weight.to(delta.dtype) + delta
+        merged = self._unmerged_weight.to(delta.dtype) + self._as_weight(delta)
         self.base.weight.copy_(merged.to(self.base.weight.dtype))
 
     @torch.no_grad()
@@ -320,19 +357,106 @@ class ExpertLinear(nn.Module):
             self.base.weight.copy_(self._unmerged_weight)
             self._unmerged_weight = None
 
+    def _as_weight(self, delta: Tensor) -> Tensor:
+        """An (out, in) delta in the layout of the base weight."""
+        return delta
+
+
+class ExpertLinear(ExpertLayer):
+    """LoRA experts on a frozen `nn.Linear`: A_e x is a matrix product; dropout on the input."""
+
+    base_type = nn.Linear
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def _init_expert(self, a: Tensor, b: Tensor, generator: torch.Generator | None) -> None:
+        if self.init == "kaiming":  # PEFT's / nn.Linear's default
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        else:
+            nn.init.normal_(a, std=1.0 / self.rank, generator=generator)
+        nn.init.zeros_(b)
+
+    def _adapter_input(self, x: Tensor) -> Tensor:
+        return self.dropout(x.to(self.adapter_dtype))  # one dropout mask shared by all experts
+
+    def _down(self, x: Tensor, a_cat: Tensor) -> Tensor:
+        return F.linear(x, a_cat)
+
+    def _down_selected(self, x: Tensor, a: Tensor) -> Tensor:
+        x3 = x if x.dim() == 3 else x.unsqueeze(1)  # (B, T, in)
+        return torch.bmm(x3, a.transpose(1, 2))
+
+
+class ExpertEmbedding(ExpertLayer):
+    """LoRA experts on a frozen `nn.Embedding` (vocabulary V = "in", embedding size = "out").
+
+    Expert e adds scaling · B_e A_e[:, id] to the embedding of token `id`. As in PEFT, A starts at
+    zero and B Gaussian (a lookup of a Kaiming-initialised (r, V) matrix would be tiny and learn
+    slowly), and token ids get no dropout. `frozen(ids)` reads the pristine table, merged or not."""
+
+    base_type = nn.Embedding
+
+    @property
+    def in_features(self) -> int:
+        return self.base.num_embeddings
+
+    @property
+    def out_features(self) -> int:
+        return self.base.embedding_dim
+
+    def _init_expert(self, a: Tensor, b: Tensor, generator: torch.Generator | None) -> None:
+        nn.init.zeros_(a)
+        nn.init.normal_(b, generator=generator)
+
+    def frozen(self, ids: Tensor) -> Tensor:
+        """The base embeddings of `ids` without any expert (even while experts are merged)."""
+        base = self.base
+        return F.embedding(ids, self.pristine_weight, base.padding_idx, base.max_norm, base.norm_type,
+                           base.scale_grad_by_freq, base.sparse)
+
+    def _down(self, x: Tensor, a_cat: Tensor) -> Tensor:
+        return F.embedding(x, a_cat.t())  # (…, K·r)
+
+    def _down_selected(self, x: Tensor, a: Tensor) -> Tensor:
+        ids = x if x.dim() == 2 else x.unsqueeze(1)  # (B, T)
+        return torch.gather(a, 2, ids.unsqueeze(1).expand(-1, a.shape[1], -1)).transpose(1, 2)  # (B, T, k·r)
+
+    def _as_weight(self, delta: Tensor) -> Tensor:
+        return delta.t()  # (V, d)
+
 
 class ExpertBank:
-    """Handle on every `ExpertLinear` injected into one model: experts are added, frozen, routed,
-    merged, saved and loaded for all layers at once. Expert indices are shared by all layers."""
+    """Handle on every `ExpertLayer` injected into one model: experts are added, frozen, routed,
+    merged, saved and loaded for all layers at once. Expert indices are shared by all layers.
 
-    def __init__(self, layers: Mapping[str, ExpertLinear], routing: RoutingState, target_modules: Sequence[str]) -> None:
+    `rank` / `alpha` are the bank's defaults; `rank_pattern` / `alpha_pattern` ({target: value}) the
+    layer kinds that differ (e.g. a wider expert on the embeddings)."""
+
+    def __init__(self, layers: Mapping[str, ExpertLayer], routing: RoutingState, target_modules: Sequence[str],
+                 rank_pattern: Mapping[str, int] | None = None, alpha_pattern: Mapping[str, float] | None = None
+                 ) -> None:
         if not layers:
             raise ValueError("an ExpertBank needs at least one layer")
-        self.layers: dict[str, ExpertLinear] = dict(layers)
+        self.layers: dict[str, ExpertLayer] = dict(layers)
         self.routing_state = routing
         self.target_modules = list(target_modules)
-        first = next(iter(self.layers.values()))
+        self.rank_pattern = {k: int(v) for k, v in (rank_pattern or {}).items()}
+        self.alpha_pattern = {k: float(v) for k, v in (alpha_pattern or {}).items()}
+        plain = [layer for name, layer in self.layers.items()
+                 if not any(_matches(name, t) for t in [*self.rank_pattern, *self.alpha_pattern])]
+        first = plain[0] if plain else next(iter(self.layers.values()))
         self.rank, self.alpha, self.scaling = first.rank, first.alpha, first.scaling
+
+    @property
+    def input_embedding(self) -> "ExpertEmbedding | None":
+        """The bank's layer on the input token embeddings, if it has one."""
+        return next((layer for layer in self.layers.values() if isinstance(layer, ExpertEmbedding)), None)
 
     # -- experts ------------------------------------------------------------------------------------
     @property
@@ -433,6 +557,8 @@ class ExpertBank:
             "rank": self.rank,
             "alpha": self.alpha,
             "num_experts": self.num_experts,
+            "rank_pattern": self.rank_pattern,
+            "alpha_pattern": self.alpha_pattern,
             "target_modules": self.target_modules,
             "layers": list(self.layers),
         }
@@ -512,8 +638,8 @@ class ExpertBank:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
         if json.loads(meta.get("format", "null")) != _FILE_FORMAT:
             raise CheckpointError(f"{path}: not an l2emg expert-bank file (metadata 'format' missing or wrong)")
-        for field in ("rank", "alpha"):
-            saved = json.loads(meta.get(field, "null"))
+        for field in ("rank", "alpha", "rank_pattern", "alpha_pattern"):
+            saved = json.loads(meta.get(field, "{}" if field.endswith("pattern") else "null"))
             if saved != getattr(self, field):
                 raise CheckpointError(f"{path}: experts were saved with {field}={saved}, this bank has {field}={getattr(self, field)}")
         return self.load_expert_state(state, source=str(path))
@@ -523,6 +649,11 @@ def _matches(name: str, target: str) -> bool:
     return name == target or name.endswith("." + target)
 
 
+def _pattern_value(name: str, pattern: Mapping[str, float], default: float) -> float:
+    matches = [t for t in pattern if _matches(name, t)]
+    return pattern[max(matches, key=len)] if matches else default
+
+
 def inject_experts(
     model: nn.Module,
     target_modules: Sequence[str],
@@ -530,35 +661,57 @@ def inject_experts(
     alpha: float,
     dropout: float = 0.0,
     init: str = "kaiming",
+    rank_pattern: Mapping[str, int] | None = None,
+    alpha_pattern: Mapping[str, float] | None = None,
 ) -> ExpertBank:
-    """Wrap every `nn.Linear` whose qualified name ends with a target (e.g. `q_proj` matches
-    `model.layers.0.self_attn.q_proj`) in an `ExpertLinear`, freeze every parameter of the model,
-    and return the bank. The bank starts with no experts, so the model computes exactly what it did.
+    """Wrap every `nn.Linear` or `nn.Embedding` whose qualified name ends with a target (e.g. `q_proj`
+    matches `model.layers.0.self_attn.q_proj`; `embed_tokens` and `lm_head` are the input and output
+    embeddings of a LLaMA) in an `ExpertLinear` / `ExpertEmbedding`, freeze every parameter of the
+    model, and return the bank. A layer matching a key of `rank_pattern` / `alpha_pattern` takes that
+    rank / alpha (PEFT's convention). The bank starts with no experts, so the model computes exactly
+    what it did.
     """
-    if any(isinstance(m, ExpertLinear) for m in model.modules()):
+    if any(isinstance(m, ExpertLayer) for m in model.modules()):
         raise ValueError(f"{type(model).__name__} already has injected experts")
     targets = [t.strip().strip(".") for t in target_modules]
     if not targets or any(not t for t in targets):
         raise ConfigError(f"lora.target_modules: expected non-empty module names, got {list(target_modules)}")
-    linear_names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    unmatched = [t for t in targets if not any(_matches(n, t) for n in linear_names)]
+    layer_names = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))]
+    unmatched = [t for t in targets if not any(_matches(n, t) for n in layer_names)]
     if unmatched:
-        leaves = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in linear_names))
+        leaves = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in layer_names))
         raise ConfigError(
-            f"lora.target_modules: no nn.Linear of {type(model).__name__} is named like {unmatched}; "
-            f"its Linear names end with {leaves[:12]} (e.g. {linear_names[:3]})")
+            f"lora.target_modules: no nn.Linear or nn.Embedding of {type(model).__name__} is named like "
+            f"{unmatched}; its layer names end with {leaves[:12]} (e.g. {layer_names[:3]})")
+    for field, pattern in (("rank_pattern", rank_pattern or {}), ("alpha_pattern", alpha_pattern or {})):
+        stray = [k for k in pattern if not any(_matches(n, k) for n in layer_names if any(_matches(n, t) for t in targets))]
+        if stray:
+            raise ConfigError(f"lora.{field}: {stray} match no targeted layer (targets: {targets})")
+    chosen = [n for n in layer_names if any(_matches(n, t) for t in targets)]
+    owners: dict[int, str] = {}
+    for name in chosen:  # tied weights (e.g. tie_word_embeddings): merging one would change the other
+        weight = model.get_submodule(name).weight
+        if id(weight) in owners:
+            raise ConfigError(f"lora.target_modules: {owners[id(weight)]} and {name} share one weight (tied "
+                              f"embeddings); target only one of them")
+        owners[id(weight)] = name
     model.requires_grad_(False)
     routing = RoutingState()
-    layers: dict[str, ExpertLinear] = {}
-    for name in [n for n in linear_names if any(_matches(n, t) for t in targets)]:
+    layers: dict[str, ExpertLayer] = {}
+    for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        wrapped = ExpertLinear(getattr(parent, child), rank, alpha, dropout, init, routing)
+        base = getattr(parent, child)
+        kind = ExpertEmbedding if isinstance(base, nn.Embedding) else ExpertLinear
+        layer_rank = int(_pattern_value(name, rank_pattern or {}, rank))
+        layer_alpha = _pattern_value(name, alpha_pattern or {}, alpha)
+        wrapped = kind(base, layer_rank, layer_alpha, dropout, init, routing)
         setattr(parent, child, wrapped)
         layers[name] = wrapped
-    return ExpertBank(layers, routing, targets)
+    return ExpertBank(layers, routing, targets, rank_pattern, alpha_pattern)
 
 
 def inject_experts_from_config(model: nn.Module, config) -> ExpertBank:
     """`inject_experts` with the fields of a `LoRAConfig`."""
-    return inject_experts(model, config.target_modules, config.rank, config.alpha, config.dropout, config.init)
+    return inject_experts(model, config.target_modules, config.rank, config.alpha, config.dropout, config.init,
+                          config.rank_pattern, config.alpha_pattern)

@@ -376,7 +376,8 @@ def method_label(name: str) -> str:
 
 def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, Any]:
     """Table-2 row, continual metrics, heatmaps and a GIF grid of one emotion across scenarios."""
-    from l2emg.eval.continual_metrics import continual_metrics, matrices_from_results, save_continual_metrics
+    from l2emg.eval.continual_metrics import (AVERAGE_METRICS, average_ci95, continual_metrics,
+                                              matrices_from_results, save_continual_metrics)
     from l2emg.eval.report import render_heatmaps, table2_header, table2_row
 
     out = trainer.dir
@@ -384,10 +385,10 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
         # One evaluation after joint training: the averages of that row; FR does not apply.
         row = results["steps"][0]["results"]
         metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None}
-        for key, name in (("fid", "AF"), ("r_precision_top1", "AR"), ("diversity", "AD"),
-                          ("multimodality", "AMM"), ("emotion_f1", "AWF")):
-            values = [row[s][key]["mean"] for s in results["scenarios"] if row[s].get(key)]
-            metrics[name] = float(np.mean(values)) if values else None
+        for key, name in AVERAGE_METRICS.items():
+            cells = [row[s][key] for s in results["scenarios"] if row[s].get(key)]
+            metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
+            metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
         figures: list[Path] = []
     else:
         perf = matrices_from_results(results, str(trainer.results_path()))

@@ -7,6 +7,7 @@ With 1-based indices as in the paper and N the last scenario:
     AF  = 1/N Σ_j f[N, j]       (FID)                  AR  = 1/N Σ_j r[N, j]   (top-1 R-Precision)
     AD  = 1/N Σ_j d[N, j]       (diversity)             AMM = 1/N Σ_j m[N, j]   (MultiModality)
     AWF = 1/N Σ_j wf[N, j]      (emotion weighted F1)
+    (each average also gets a 95 % half-width, `AR_ci95` …, from its cells' own: sqrt(Σ h_j²) / N)
     FR  = 1/(N−1) Σ_{j=1}^{N−1} ( max_{k=j}^{N−1} r[k, j] − r[N, j] )   (top-1 R-Precision)
 
 plus the usual transfer measures (Lopez-Paz & Ranzato 2017), here on any matrix:
@@ -71,6 +72,7 @@ class PerformanceMatrices:
     scenarios: list[str]
     matrices: dict[str, np.ndarray]
     initial: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) before training
+    ci95: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> N × N half-widths, where the cells have them
 
     def to_json(self) -> dict[str, Any]:
         def clean(a: np.ndarray) -> Any:
@@ -114,6 +116,7 @@ def matrices_from_results(results: dict[str, Any], source: str = "results") -> P
     n = len(scenarios)
     col = {name: j for j, name in enumerate(scenarios)}
     matrices: dict[str, np.ndarray] = {}
+    ci95: dict[str, np.ndarray] = {}
     for i, step in enumerate(steps):
         if step.get("scenario", scenarios[i]) != scenarios[i]:
             raise DataError(f"{source}: steps[{i}].scenario is {step.get('scenario')!r}, expected {scenarios[i]!r}")
@@ -123,6 +126,9 @@ def matrices_from_results(results: dict[str, Any], source: str = "results") -> P
             for metric, cell in metrics.items():
                 matrix = matrices.setdefault(metric, np.full((n, n), np.nan))
                 matrix[i, col[name]] = _value(cell, f"{source}: steps[{i}].results.{name}.{metric}")
+                if isinstance(cell, dict) and cell.get("ci95") is not None:
+                    half = ci95.setdefault(metric, np.full((n, n), np.nan))
+                    half[i, col[name]] = _value(cell["ci95"], f"{source}: steps[{i}].results.{name}.{metric}.ci95")
     initial: dict[str, np.ndarray] = {}
     for name, metrics in (results.get("initial") or {}).items():
         if name not in col:
@@ -130,7 +136,7 @@ def matrices_from_results(results: dict[str, Any], source: str = "results") -> P
         for metric, cell in metrics.items():
             row = initial.setdefault(metric, np.full(n, np.nan))
             row[col[name]] = _value(cell, f"{source}: initial.{name}.{metric}")
-    return PerformanceMatrices(str(results.get("method", "method")), list(scenarios), matrices, initial)
+    return PerformanceMatrices(str(results.get("method", "method")), list(scenarios), matrices, initial, ci95)
 
 
 def load_results(path: str | Path) -> PerformanceMatrices:
@@ -155,6 +161,13 @@ def final_average(matrix: np.ndarray) -> float | None:
     """1/N Σ_j M[N, j]; None when a cell of the last row is missing."""
     last = _check_square(matrix)[-1]
     return None if np.isnan(last).any() else float(last.mean())
+
+
+def average_ci95(half_widths: np.ndarray | list[float]) -> float | None:
+    """95 % half-width of the mean of N cells from the cells' own half-widths (independent
+    evaluations): sqrt(Σ h_j²) / N; None when one is missing."""
+    h = np.asarray(half_widths, dtype=np.float64)
+    return None if h.size == 0 or np.isnan(h).any() else float(np.sqrt((h**2).sum()) / h.size)
 
 
 def forgetting_rate(matrix: np.ndarray) -> float | None:
@@ -206,6 +219,7 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
     out: dict[str, Any] = {"method": perf.method, "scenarios": perf.scenarios, "num_scenarios": len(perf.scenarios)}
     for metric, name in AVERAGE_METRICS.items():
         out[name] = final_average(perf.matrices[metric]) if metric in perf.matrices else None
+        out[f"{name}_ci95"] = average_ci95(_check_square(perf.ci95[metric])[-1]) if metric in perf.ci95 else None
     r = perf.matrices.get(FORGETTING_METRIC)
     out["FR"] = forgetting_rate(r) if r is not None else None
     out["BWT"] = backward_transfer(r) if r is not None else None

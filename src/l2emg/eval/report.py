@@ -92,17 +92,16 @@ def table2_header() -> str:
 
 
 def table2_row(method: str, metrics: dict[str, Any]) -> str:
-    """`| method | AF | AR | AD | AMM | AWF | FR |` with the paper's precision; FR × 100."""
+    """`| method | AF | AR | AD | AMM | AWF | FR |` with the paper's precision; FR × 100; an average
+    with a 95 % half-width (`AR_ci95` …) prints as `mean ± h`."""
+    def cell(key: str, digits: int) -> str:
+        text = _fmt(metrics.get(key), digits)
+        half = metrics.get(f"{key}_ci95")
+        return text if half is None or metrics.get(key) is None else f"{text} ± {half:.{digits}f}"
+
     fr = metrics.get("FR")
-    cells = [
-        method,
-        _fmt(metrics.get("AF"), 2),
-        _fmt(metrics.get("AR"), 3),
-        _fmt(metrics.get("AD"), 2),
-        _fmt(metrics.get("AMM"), 2),
-        _fmt(metrics.get("AWF"), 3),
-        _fmt(None if fr is None else 100.0 * fr, 2),
-    ]
+    cells = [method, cell("AF", 2), cell("AR", 3), cell("AD", 2), cell("AMM", 2), cell("AWF", 3),
+             _fmt(None if fr is None else 100.0 * fr, 2)]
     return "| " + " | ".join(cells) + " |"
 
 

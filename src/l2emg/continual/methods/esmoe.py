@@ -1,11 +1,12 @@
 """ES-MoE (the paper's method) and its three ablations, behind the `ContinualMethod` interface.
 
-    prompt token ids ──embed (frozen)──> X (B, P, d_model)
+    prompt token ids ──embed (frozen table, no expert)──> X (B, P, d_model)
         CGED (`cged.EmotionDecoupler`): h = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)      (B, P, d)
         ├─ emotion classifier(pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
         ├─ gate (`gate.ExpertGate`, Eq. 4): query(LayerNorm(mean X)) · keys ──> weights w (B, E), per sample
         │    (the frozen prompt embeddings, as SAPT: pooled h drifts as CGED keeps training — see `_front`)
         └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (scale starts at 0)
+           (+ the routed experts' update of the input embeddings, when `embed_tokens` is a LoRA target)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
     L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
 
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from l2emg.config import Config
-from l2emg.continual.lora import inject_experts_from_config
+from l2emg.continual.lora import ExpertEmbedding, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
 from l2emg.continual.methods.gate import ExpertGate
@@ -198,7 +199,10 @@ class ESMoE(ContinualMethod):
 
         Only the first P = max prompt length columns are read by CGED (right-padded training batches
         keep the prompt at the front; left-padded generation prompts are all prompt)."""
-        embeds = self.model.get_input_embeddings()(input_ids)  # (B, L, d_model), frozen
+        table = self.model.get_input_embeddings()
+        # (B, L, d_model) from the frozen table: the experts on the embeddings (if any) are added once
+        # the gate has routed the batch (`_add_embedding_experts`), and a merge never leaks in here.
+        embeds = table.frozen(input_ids) if isinstance(table, ExpertEmbedding) else table(input_ids)
         length = embeds.shape[1]
         prompt_len = int(prompt_mask.sum(1).max()) if prompt_mask.shape[1] else 0
         if prompt_len < length:
@@ -226,6 +230,11 @@ class ESMoE(ContinualMethod):
         logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
         return embeds, gate_input, logits
 
+    def _add_embedding_experts(self, input_ids: Tensor, embeds: Tensor) -> Tensor:
+        """embeds plus the routed experts' update of the input embeddings (as routed now), if any."""
+        layer = self.bank.input_embedding
+        return embeds if layer is None else layer.add_experts(input_ids, embeds)
+
     # -- training -----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         self.bank.unmerge()
@@ -239,6 +248,7 @@ class ESMoE(ContinualMethod):
             reflection = (self.gate.reflection_loss(self.current)
                           if self.training and self.options.reflection_weight > 0 else None)
         try:
+            embeds = self._add_embedding_experts(batch["input_ids"], embeds)
             out = self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
         finally:
             if self.use_samoe:
@@ -276,18 +286,19 @@ class ESMoE(ContinualMethod):
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
         """Route (or merge, for one prompt) the experts for this batch; return the emotion-highlighted
         prompt embeddings (B, L, d_model), or None when CGED is off (the plain embeddings)."""
-        # (a merge replaces any previous merge, so the weights are unmerged only for the fused path)
         embeds, pooled, _ = self._front(input_ids, attention_mask.bool())
         if self.use_samoe:
             weights = self.gate(pooled)  # (B, E)
         else:
             weights = torch.ones(input_ids.shape[0], 1, device=embeds.device)
+        self.bank.unmerge()
+        self.bank.set_routing(weights if self.use_samoe else None)
+        embeds = self._add_embedding_experts(input_ids, embeds)  # the prompt's embeddings, routed
         if input_ids.shape[0] == 1 and self.options.merge_single_prompt:
-            self.bank.merge(weights[0])  # decode at plain-backbone cost
-        else:
-            self.bank.unmerge()
-            self.bank.set_routing(weights if self.use_samoe else None)
-        return embeds if self.use_cged else None
+            self.bank.merge(weights[0])  # the decoding steps then run at plain-backbone cost
+        if self.use_cged or self.bank.input_embedding is not None:
+            return embeds
+        return None
 
     # -- state --------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:
