@@ -510,3 +510,27 @@ def test_embedding_experts_of_an_old_scenario_stay_bit_identical(tokenizer):
         if name in backbone:
             assert torch.equal(backbone[name], value), name  # the base tables never move
     assert {"model.embed_tokens.base.weight", "lm_head.base.weight"} <= set(backbone)
+
+
+def test_expert_init_previous_starts_from_a_copy_and_leaves_the_old_expert_alone(tokenizer):
+    method = make_method(tokenizer, expert_init="previous", extra=EMBEDDING_LORA)
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=3)
+    bank = method.bank
+    expert0 = [p.detach().clone() for p in bank.expert_parameters(0)]
+    assert any(torch.count_nonzero(p) for p in expert0)
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
+    for copy, original in zip(bank.expert_parameters(1), expert0):  # expert 1 starts as expert 0
+        assert torch.equal(copy, original)
+    method.end_scenario(1, None)
+    train(method, 1, ex_b, updates=3)
+    for now, before in zip(bank.expert_parameters(0), expert0):
+        assert torch.equal(now, before)  # the copy trains, the original does not
+    assert not all(torch.equal(a, b) for a, b in zip(bank.expert_parameters(1), expert0))
+    fresh = make_method(tokenizer, extra=EMBEDDING_LORA)  # the paper's default: a no-op expert
+    train(fresh, 0, ex_a, updates=1)
+    fresh.train()
+    fresh.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
+    for layer in fresh.bank.layers.values():  # A or B is zero in every layer: B A = 0
+        assert any(torch.count_nonzero(f) == 0 for f in layer.expert_parameters(1))

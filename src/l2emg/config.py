@@ -338,6 +338,8 @@ class ESMoEConfig(Section):
     reflection_points: int = Field(8, ge=1, description="pseudo-inputs (K-means centroids of pooled gate inputs) "
                                    "stored per scenario for attentive reflection")
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
+    expert_init: str = Field("fresh", pattern="^(fresh|previous)$", description="a new scenario's expert starts as a "
+                             "no-op (fresh, the paper) or as a copy of the previous scenario's expert (previous)")
 
     @model_validator(mode="after")
     def _check(self) -> "ESMoEConfig":

@@ -477,6 +477,13 @@ class ExpertBank:
         assert len(indices) == 1, "layers of one bank disagree on the number of experts"
         return indices.pop()
 
+    @torch.no_grad()
+    def copy_expert(self, source: int, target: int) -> None:
+        """Make expert `target` a copy of expert `source` (A and B in every layer); trainability unchanged."""
+        for layer in self.layers.values():
+            for src, dst in zip(layer.expert_parameters(source), layer.expert_parameters(target)):
+                dst.copy_(src)
+
     def set_trainable(self, expert_ids: Iterable[int]) -> None:
         """Exactly the listed experts train (A and B in every layer); every other expert is frozen."""
         ids = list(expert_ids)

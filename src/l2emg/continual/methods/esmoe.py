@@ -18,7 +18,9 @@ samples), and later steps pull the gate on those points back to the stored gate 
 experts). Together they train the shared query network to tell scenarios apart.
 
 Scenario step i (Algorithm 1): `begin_scenario` appends K-means centroids of the CURRENT scenario's
-prompt embeddings to CGED's global dictionary, adds LoRA expert i and key i; only expert i, key i,
+prompt embeddings to CGED's global dictionary, adds LoRA expert i (a no-op, as the paper, or with
+`esmoe.expert_init: previous` a copy of expert i − 1: a warm start that moves no old parameter — the
+embedded profile uses it, because a fresh expert learns too little in a scenario's 45–171 updates) and key i; only expert i, key i,
 the gate's query network, CGED, the emotion classifier and the scale train. Older experts and keys
 are frozen (`requires_grad=False`: bit-identical by construction).
 
@@ -103,7 +105,10 @@ class ESMoE(ContinualMethod):
             self.cged.add_to_dictionary(self.scenario_centroids(ctx, seed=self.config.train.seed * 1000 + step))
         if self.use_samoe:
             while self.bank.num_experts <= step:
-                self.bank.add_expert(trainable=False, generator=_generator(self.config.train.seed * 1000 + self.bank.num_experts))
+                index = self.bank.add_expert(trainable=False,
+                                             generator=_generator(self.config.train.seed * 1000 + self.bank.num_experts))
+                if index > 0 and self.options.expert_init == "previous":
+                    self.bank.copy_expert(index - 1, index)  # a warm start; expert index - 1 stays frozen
             while self.gate.num_experts < self.bank.num_experts:
                 self.gate.add_key()
             self.current = step
