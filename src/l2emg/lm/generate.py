@@ -51,6 +51,15 @@ def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+def _cache_kwarg(model: nn.Module, cache) -> dict:
+    """The KV cache as the model's forward names it: `cache` (transformers ≥ 5.2x, where
+    `past_key_values` is deprecated) or `past_key_values`."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
 @torch.no_grad()
 def _generate_batch(
     model: nn.Module, vocab: MotionVocab, input_ids: Tensor, attention_mask: Tensor, *, max_codes: int,
@@ -84,10 +93,10 @@ def _generate_batch(
             cache = DynamicCache()
     positions = position_ids(mask)
     if embeds is not None:
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **_cache_kwarg(model, cache),
                     use_cache=use_cache, logits_to_keep=1)
     else:
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **_cache_kwarg(model, cache),
                     use_cache=use_cache, logits_to_keep=1)
     for step in range(max_codes):
         logits = out.logits[:, -1].float()  # (rows, V)
@@ -110,7 +119,7 @@ def _generate_batch(
             step_positions = positions[:, -1:] + 1
             positions = torch.cat([positions, step_positions], dim=1)
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
-                        past_key_values=cache, use_cache=True)
+                        **_cache_kwarg(model, cache), use_cache=True)
         else:  # recompute the whole sequence (reference path for tests)
             positions = position_ids(mask)
             if embeds is not None:
