@@ -214,7 +214,8 @@ class LMConfig(Section):
     train_motion_embeddings: bool = Field(
         False, description="let the motion-token embedding rows train (text rows stay frozen); default frozen")
     # -- generation -----------------------------------------------------------------------------
-    greedy: bool = Field(True, description="greedy decoding; False samples with temperature / top_k")
+    greedy: bool = Field(False, description="greedy decoding; False (default) samples with temperature / top_k, "
+                         "as T2M-GPT (greedy decoding collapses to short, repetitive motions: README)")
     temperature: float = Field(1.0, gt=0.0)
     top_k: int | None = Field(None, ge=1)
     generation_batch_size: int = Field(16, ge=1)

@@ -79,13 +79,19 @@ class RunDir:
 SHARED_SECTIONS = ("data", "tokenizer", "evaluator", "lm")
 
 
+# Fields of those sections that only steer generation (free to differ between a run and a later command).
+GENERATION_FIELDS = ("lm.greedy", "lm.temperature", "lm.top_k", "lm.generation_batch_size")
+
+
 def config_differences(saved: Config, wanted: Config, sections: tuple[str, ...] | None = None) -> list[str]:
-    """Dotted names of the fields that differ (within `sections`, or everywhere)."""
+    """Dotted names of the fields that differ (within `sections` — there ignoring GENERATION_FIELDS —
+    or everywhere)."""
     a, b = saved.model_dump(), wanted.model_dump()
-    if sections is not None:
-        a = {k: a[k] for k in sections}
-        b = {k: b[k] for k in sections}
-    return _diff(a, b)
+    if sections is None:
+        return _diff(a, b)
+    a = {k: a[k] for k in sections}
+    b = {k: b[k] for k in sections}
+    return [name for name in _diff(a, b) if name not in GENERATION_FIELDS]
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
