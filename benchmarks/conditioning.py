@@ -180,6 +180,9 @@ def run_setup(name: str, args, base_overrides: list[str]) -> dict:
             if step >= total:
                 break
     probes: dict = {"decoding": {}, "prefix": {}, "guidance": {}}
+    if args.no_probes:
+        return {"overrides": SETUPS[name] + list(args.set or []), "trained_parameters": trained,
+                "examples": len(examples), "curve": curve, "probes": probes}
     probes["decoding"]["sample_t1"] = {k: v for k, v in curve[-1].items() if k not in ("updates", "loss", "seconds")}
     probes["decoding"]["greedy"] = probe.evaluate(probe.generate(seed=1, greedy=True), seed=0)
     for k in args.prefix:
@@ -214,6 +217,7 @@ def main() -> int:
     parser.add_argument("--eval-motions", type=int, default=256)
     parser.add_argument("--prefix", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 2, 4, 8])
     parser.add_argument("--guidance", type=lambda s: [float(x) for x in s.split(",") if x], default=[2.0, 3.0])
+    parser.add_argument("--no-probes", action="store_true", help="only the learning curve (no decoding/prefix/guidance probes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", help="config override for every set-up (repeatable)")
     parser.add_argument("--out", default=str(HERE / "results" / "conditioning.json"))
