@@ -117,7 +117,7 @@ class Probe:
         return out
 
 
-def run_setup(name: str, args, base_overrides: list[str]) -> dict:
+def run_setup(name: str, args) -> dict:
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -128,7 +128,7 @@ def run_setup(name: str, args, base_overrides: list[str]) -> dict:
     from l2emg.continual.trainer import lr_factor, seed_everything
     from l2emg.lm.prompts import prompt_ids
 
-    config = load_config(args.profile, base_overrides + SETUPS[name] + list(args.set or []))
+    config = load_config(args.profile, SETUPS[name] + list(args.set or []))
     cfg = config.train
     seed_everything(cfg.seed)
     probe = Probe(Path(args.run_dir), config, args.eval_motions, cfg.eval_repeats)
@@ -180,16 +180,14 @@ def run_setup(name: str, args, base_overrides: list[str]) -> dict:
             if step >= total:
                 break
     probes: dict = {"decoding": {}, "prefix": {}, "guidance": {}}
-    if args.no_probes:
-        return {"overrides": SETUPS[name] + list(args.set or []), "trained_parameters": trained,
-                "examples": len(examples), "curve": curve, "probes": probes}
-    probes["decoding"]["sample_t1"] = {k: v for k, v in curve[-1].items() if k not in ("updates", "loss", "seconds")}
-    probes["decoding"]["greedy"] = probe.evaluate(probe.generate(seed=1, greedy=True), seed=0)
-    for k in args.prefix:
-        probes["prefix"][k] = probe.evaluate(probe.generate(seed=1, prefix=k), seed=0)
-    if cfg.caption_dropout > 0:
-        for g in args.guidance:
-            probes["guidance"][g] = probe.evaluate(probe.generate(seed=1, guidance=g), seed=0)
+    if not args.no_probes:
+        probes["decoding"]["sample_t1"] = {k: v for k, v in curve[-1].items() if k not in ("updates", "loss", "seconds")}
+        probes["decoding"]["greedy"] = probe.evaluate(probe.generate(seed=1, greedy=True), seed=0)
+        for k in args.prefix:
+            probes["prefix"][k] = probe.evaluate(probe.generate(seed=1, prefix=k), seed=0)
+        if cfg.caption_dropout > 0:
+            for g in args.guidance:
+                probes["guidance"][g] = probe.evaluate(probe.generate(seed=1, guidance=g), seed=0)
     for kind, values in probes.items():
         for key, value in values.items():
             print(f"[{name}] {kind} {key}: {_row(value)}", flush=True)
@@ -233,8 +231,6 @@ def main() -> int:
     unknown = [s for s in names if s not in SETUPS]
     if unknown:
         parser.error(f"unknown set-ups {unknown}; known: {', '.join(SETUPS)}")
-    # the run's own shared sections (its lm section keeps the run's backbone)
-    base = []
     results = {"machine": f"{platform.node()} ({os.cpu_count()} cores)", "threads": args.threads,
                "run_dir": args.run_dir, "profile": args.profile, "eval_motions": args.eval_motions,
                "updates": args.updates, "setups": {}}
@@ -243,7 +239,7 @@ def main() -> int:
         previous = json.loads(out.read_text())
         results["setups"].update(previous.get("setups", {}))
     for name in names:
-        results["setups"][name] = run_setup(name, args, base)
+        results["setups"][name] = run_setup(name, args)
         from l2emg.utils.io import atomic_write_text
 
         atomic_write_text(out, json.dumps(results, indent=2) + "\n")

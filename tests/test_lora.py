@@ -276,15 +276,14 @@ def lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids, labels=ids).loss
 
 
-def test_training_one_expert_leaves_every_other_parameter_bit_identical():
-    model = tiny_llama()
-    bank = inject_experts(model, TARGETS, rank=4, alpha=8, dropout=0.1)
-    for _ in range(3):
-        bank.add_expert()
-    randomize_experts(bank)
+def train_expert_one(model: nn.Module, bank: ExpertBank, check_first_gradients: bool = False) -> set[str]:
+    """Train expert 1 for 12 AdamW steps under a learned per-sample gate, every model parameter in
+    the optimizer (with weight decay); check the loss falls, the gate learns, and only expert 1's
+    tensors moved (older experts and the base bit-identical). Returns the checked parameter names."""
     bank.set_trainable([1])
     assert bank.trainable_experts == (1,)
     assert {id(p) for p in bank.trainable_parameters()} == {id(p) for p in bank.expert_parameters(1)}
+    trained = {id(p) for p in bank.expert_parameters(1)}
     snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
     gate = nn.Linear(8, 3)  # a stand-in for ES-MoE's gate: per-sample weights that also learn
     features = torch.randn(4, 8)
@@ -293,22 +292,37 @@ def test_training_one_expert_leaves_every_other_parameter_bit_identical():
     ids = tokens(batch=4, length=12, seed=3)
     model.train()
     losses = []
-    for _ in range(12):
+    for step in range(12):
         bank.set_routing(torch.softmax(gate(features), dim=-1))
         loss = lm_loss(model, ids)
         opt.zero_grad()
         loss.backward()
+        if step == 0 and check_first_gradients:  # gradients reach only the trainable expert
+            for name, p in model.named_parameters():
+                if id(p) in trained:
+                    assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
+                else:
+                    assert p.grad is None, name
         opt.step()
         losses.append(loss.item())
     bank.clear_routing()
     assert losses[-1] < losses[0] - 0.1
     assert gate.weight.grad is not None and gate.weight.grad.abs().sum() > 0  # the gate gets gradients
-    trained = {id(p) for p in bank.expert_parameters(1)}
     for name, p in model.named_parameters():
         if id(p) in trained:
             assert not torch.equal(p, snapshot[name]), name
         else:
             assert torch.equal(p, snapshot[name]), name  # older experts and the base: bit-identical
+    return set(snapshot)
+
+
+def test_training_one_expert_leaves_every_other_parameter_bit_identical():
+    model = tiny_llama()
+    bank = inject_experts(model, TARGETS, rank=4, alpha=8, dropout=0.1)
+    for _ in range(3):
+        bank.add_expert()
+    randomize_experts(bank)
+    train_expert_one(model, bank)
 
 
 def test_trainable_expert_gets_a_gradient_even_with_zero_weight():
@@ -596,38 +610,7 @@ def test_rank_and_alpha_patterns():
 
 def test_training_one_expert_with_embedding_targets_leaves_everything_else_bit_identical():
     model, bank = embedding_bank(experts=3, dropout=0.1)
-    bank.set_trainable([1])
-    snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
-    gate = nn.Linear(8, 3)
-    features = torch.randn(4, 8)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(gate.parameters()), lr=1e-2, weight_decay=0.1)
-    ids = tokens(batch=4, length=12, seed=3)
-    model.train()
-    losses = []
-    for step in range(12):
-        bank.set_routing(torch.softmax(gate(features), dim=-1))
-        loss = lm_loss(model, ids)
-        opt.zero_grad()
-        loss.backward()
-        if step == 0:  # gradients reach only the trainable expert
-            trained = {id(p) for p in bank.expert_parameters(1)}
-            for name, p in model.named_parameters():
-                if id(p) in trained:
-                    assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
-                else:
-                    assert p.grad is None, name
-        opt.step()
-        losses.append(loss.item())
-    bank.clear_routing()
-    assert losses[-1] < losses[0] - 0.1
-    trained = {id(p) for p in bank.expert_parameters(1)}
-    names = set()
-    for name, p in model.named_parameters():
-        names.add(name)
-        if id(p) in trained:
-            assert not torch.equal(p, snapshot[name]), name
-        else:
-            assert torch.equal(p, snapshot[name]), name  # older experts and the base: bit-identical
+    names = train_expert_one(model, bank, check_first_gradients=True)
     # the embedding and lm_head factors of every expert, and the base tables, are among the checked ones
     assert {"model.embed_tokens.base.weight", "lm_head.base.weight", "model.embed_tokens.lora_A.0",
             "model.embed_tokens.lora_B.2", "lm_head.lora_A.0", "lm_head.lora_B.1"} <= names

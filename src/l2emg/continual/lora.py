@@ -690,11 +690,11 @@ def inject_experts(
         raise ConfigError(
             f"lora.target_modules: no nn.Linear or nn.Embedding of {type(model).__name__} is named like "
             f"{unmatched}; its layer names end with {leaves[:12]} (e.g. {layer_names[:3]})")
+    chosen = [n for n in layer_names if any(_matches(n, t) for t in targets)]
     for field, pattern in (("rank_pattern", rank_pattern or {}), ("alpha_pattern", alpha_pattern or {})):
-        stray = [k for k in pattern if not any(_matches(n, k) for n in layer_names if any(_matches(n, t) for t in targets))]
+        stray = [k for k in pattern if not any(_matches(n, k) for n in chosen)]
         if stray:
             raise ConfigError(f"lora.{field}: {stray} match no targeted layer (targets: {targets})")
-    chosen = [n for n in layer_names if any(_matches(n, t) for t in targets)]
     owners: dict[int, str] = {}
     for name in chosen:  # tied weights (e.g. tie_word_embeddings): merging one would change the other
         weight = model.get_submodule(name).weight

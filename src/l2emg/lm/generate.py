@@ -91,12 +91,13 @@ def _generate_batch(
             cache = DynamicCache(config=model.config)
         except TypeError:  # transformers < 4.56
             cache = DynamicCache()
+    cache_kwarg = _cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
     positions = position_ids(mask)
     if embeds is not None:
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **_cache_kwarg(model, cache),
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_kwarg,
                     use_cache=use_cache, logits_to_keep=1)
     else:
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **_cache_kwarg(model, cache),
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_kwarg,
                     use_cache=use_cache, logits_to_keep=1)
     for step in range(max_codes):
         logits = out.logits[:, -1].float()  # (rows, V)
@@ -119,7 +120,7 @@ def _generate_batch(
             step_positions = positions[:, -1:] + 1
             positions = torch.cat([positions, step_positions], dim=1)
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
-                        **_cache_kwarg(model, cache), use_cache=True)
+                        **cache_kwarg, use_cache=True)
         else:  # recompute the whole sequence (reference path for tests)
             positions = position_ids(mask)
             if embeds is not None:

@@ -289,8 +289,9 @@ class ESMoE(ContinualMethod):
 
     @torch.no_grad()
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
-        """Route (or merge, for one prompt) the experts for this batch; return the emotion-highlighted
-        prompt embeddings (B, L, d_model), or None when CGED is off (the plain embeddings)."""
+        """Route (or merge, for one prompt) the experts for this batch; return the prompt embeddings
+        (B, L, d_model) — emotion-highlighted and with the embedding experts' update — or None when
+        neither CGED nor embedding experts change them (the model then embeds the ids itself)."""
         embeds, pooled, _ = self._front(input_ids, attention_mask.bool())
         if self.use_samoe:
             weights = self.gate(pooled)  # (B, E)
