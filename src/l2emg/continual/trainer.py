@@ -386,7 +386,7 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
         row = results["steps"][0]["results"]
         metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None}
         for key, name in AVERAGE_METRICS.items():
-            cells = [row[s][key] for s in results["scenarios"] if row[s].get(key)]
+            cells = [row[s][key] for s in results["scenarios"] if row.get(s, {}).get(key)]  # no test motions: no cell
             metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
             metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
         figures: list[Path] = []
