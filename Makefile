@@ -23,6 +23,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/l2emg run --profile $(PROFILE) --run-dir $(RUN_DIR)
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -40,7 +40,6 @@ from l2emg.continual.examples import build_examples, collate_examples  # noqa: E
 from l2emg.continual.methods import ScenarioContext  # noqa: E402
 from l2emg.continual.methods.esmoe import ESMoE  # noqa: E402
 from l2emg.continual.methods.seqlora import SeqLoRA  # noqa: E402
-from l2emg.data.labels import EMOTIONS  # noqa: E402
 from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
 from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402

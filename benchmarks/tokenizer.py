@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (1, 64):
         features = torch.randn(batch, args.frames, FEATURE_DIM, generator=generator)
         codes, mask = tokenizer.encode(features, normalized=True, check=False)
-        encode_s = _time(lambda: tokenizer.encode(features, normalized=True, check=False), args.repeats)
-        decode_s = _time(lambda: tokenizer.decode(codes, mask), args.repeats)
+        encode_s = _time(lambda features=features: tokenizer.encode(features, normalized=True, check=False), args.repeats)
+        decode_s = _time(lambda codes=codes, mask=mask: tokenizer.decode(codes, mask), args.repeats)
         frames = batch * args.frames
         results["batches"][str(batch)] = {
             "encode_frames_per_s": round(frames / encode_s, 1),

@@ -10,8 +10,14 @@ from typer.testing import CliRunner
 from l2emg.cli import app
 from l2emg.errors import DataError
 from l2emg.eval.continual_metrics import (
-    average_ci95, average_over_orders, backward_transfer, continual_metrics, final_average,
-    forgetting_rate, forward_transfer, matrices_from_results,
+    average_ci95,
+    average_over_orders,
+    backward_transfer,
+    continual_metrics,
+    final_average,
+    forgetting_rate,
+    forward_transfer,
+    matrices_from_results,
 )
 from l2emg.eval.report import render_heatmaps, table2_header, table2_row
 from l2emg.utils.io import load_json, save_json

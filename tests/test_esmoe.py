@@ -12,8 +12,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lm_fixtures import CAPTIONS, tiny_lm_config  # noqa: E402
-
 from l2emg.config import load_config  # noqa: E402
 from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
 from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
@@ -27,6 +25,7 @@ from l2emg.lm.generate import generate_codes  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
 from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
+from lm_fixtures import CAPTIONS, tiny_lm_config  # noqa: E402
 
 torch.set_num_threads(1)
 

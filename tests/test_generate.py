@@ -13,8 +13,6 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
-
 from l2emg.commands.generate import generate as generate_command  # noqa: E402
 from l2emg.config import TokenizerConfig, load_config, save_config  # noqa: E402
 from l2emg.errors import CheckpointError  # noqa: E402
@@ -25,6 +23,7 @@ from l2emg.motion.bvh import read_bvh  # noqa: E402
 from l2emg.motion.features import FEATURE_DIM  # noqa: E402
 from l2emg.tokenizer.api import MotionTokenizer  # noqa: E402
 from l2emg.tokenizer.vqvae import VQVAE  # noqa: E402
+from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
 
 torch.set_num_threads(1)
 CODEBOOK = 32

@@ -12,14 +12,13 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
-
 from l2emg.errors import CheckpointError, DataError  # noqa: E402
 from l2emg.lm.backbone import build_tiny_backbone, load_backbone, read_warmup_record, text_loss  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.lm.prompts import IGNORE_INDEX, INSTRUCTION, collate, encode_example, encode_prompts, format_prompt  # noqa: E402
 from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
 from l2emg.lm.vocab import MotionVocab, add_motion_tokens, configure_motion_embeddings  # noqa: E402
+from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
 
 torch.set_num_threads(1)
 

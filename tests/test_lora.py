@@ -124,7 +124,7 @@ def test_fused_forward_equals_the_per_expert_loop():
     layer.set_trainable([2, 4])
     target = torch.randn(3, 7, 48)
     grads = []
-    for forward in (layer, lambda inp: explicit_mixture(layer, inp, w)):
+    for forward in (layer, lambda inp: explicit_mixture(layer, inp, w)):  # noqa: B023 (w is set before the call)
         x_in = x.clone().requires_grad_(True)
         layer.zero_grad()
         out = forward(x_in)
@@ -155,7 +155,7 @@ def test_top_k_routing_computes_only_each_samples_own_experts():
     target = torch.randn(5, 7, 48)
     x = torch.randn(5, 7, 32)
     grads = []
-    for forward in (layer, lambda inp: explicit_mixture(layer, inp, w)):
+    for forward in (layer, lambda inp: explicit_mixture(layer, inp, w)):  # noqa: B023 (w is set before the call)
         logits_ = raw.clone().requires_grad_(True)
         gate = torch.softmax(logits_, dim=-1)  # (B, 2): the old pick, the current expert
         w = torch.zeros(5, 6).index_put((rows, picks), gate[:, 0]).index_put((rows, torch.full((5,), 5)), gate[:, 1])
@@ -459,7 +459,7 @@ def test_embedding_experts_equal_the_definition(monkeypatch):
     layer.set_trainable([2, 4])
     target = torch.randn(3, 7, 16)
     grads = []
-    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, gate_w)):
+    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, gate_w)):  # noqa: B023
         logits_ = raw.clone().requires_grad_(True)
         gate_w = torch.softmax(logits_, dim=-1) * mask
         layer.routing.set(gate_w)
@@ -503,7 +503,7 @@ def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definiti
     target = torch.randn(5, 7, 16)
     ids = torch.randint(0, 50, (5, 7), generator=torch.Generator().manual_seed(2))
     grads = []
-    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, w)):
+    for forward in (layer, lambda inp: explicit_embedding_mixture(layer, inp, w)):  # noqa: B023
         logits_ = raw.clone().requires_grad_(True)
         gate = torch.softmax(logits_, dim=-1)
         w = torch.zeros(5, 6).index_put((rows, picks), gate[:, 0]).index_put((rows, torch.full((5,), 5)), gate[:, 1])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from l2emg.data.synth.body import standing_track, pose_joints
+from l2emg.data.synth.body import pose_joints, standing_track
 from l2emg.data.synth.rotations import rot_x
 from l2emg.motion.quality import SKATE_SPEED, joint_angles, motion_quality, summarize_quality
-from l2emg.motion.skeleton import JOINT_INDEX as J, NUM_JOINTS, REST_PELVIS_HEIGHT, forward_kinematics
+from l2emg.motion.skeleton import JOINT_INDEX as J
+from l2emg.motion.skeleton import NUM_JOINTS, REST_PELVIS_HEIGHT, forward_kinematics
 
 
 @pytest.fixture()

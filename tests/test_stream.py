@@ -10,7 +10,11 @@ import pytest
 from l2emg.data.formats import load_dataset
 from l2emg.data.labels import SCENARIOS
 from l2emg.data.stream import (
-    INSTRUCTION, SCENARIO_ORDERS, build_stream, load_stream, stream_from_config,
+    INSTRUCTION,
+    SCENARIO_ORDERS,
+    build_stream,
+    load_stream,
+    stream_from_config,
 )
 from l2emg.errors import DataError
 from test_formats import make_toy_dataset

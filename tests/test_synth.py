@@ -11,11 +11,20 @@ import pytest
 
 from l2emg.config import DataConfig
 from l2emg.data.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
-from l2emg.data.synth import ACTIONS, ACTIONS_BY_SCENARIO, MotionSpec, SynthMotion, generate_motions, plan_motions, synthesize
+from l2emg.data.synth import (
+    ACTIONS,
+    ACTIONS_BY_SCENARIO,
+    MotionSpec,
+    SynthMotion,
+    generate_motions,
+    plan_motions,
+    synthesize,
+)
 from l2emg.data.synth.captions import EMOTION_EXPRESSIONS
 from l2emg.data.synth.generator import scenario_sizes
 from l2emg.motion.quality import motion_quality
-from l2emg.motion.skeleton import BONE_OFFSETS, JOINT_INDEX as J, bone_lengths
+from l2emg.motion.skeleton import BONE_OFFSETS, bone_lengths
+from l2emg.motion.skeleton import JOINT_INDEX as J
 
 TINY = DataConfig(num_motions=112, max_frames=96, seed=0)
 GAITS = {"walk", "walk_circle", "jog", "run", "catwalk", "sneak", "bouncy_walk", "zombie_walk", "robot_walk",

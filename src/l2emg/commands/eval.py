@@ -174,7 +174,12 @@ def continual(
     out: Path = typer.Option(..., "--out", help="folder for metrics JSON, heatmaps and the Table-2 row"),
 ) -> None:
     """Performance matrices -> AF, AR, AD, AMM, AWF, FR (+BWT/FWT), heatmaps and a Table-2 row."""
-    from l2emg.eval.continual_metrics import average_over_orders, continual_metrics, load_results, save_continual_metrics
+    from l2emg.eval.continual_metrics import (
+        average_over_orders,
+        continual_metrics,
+        load_results,
+        save_continual_metrics,
+    )
     from l2emg.eval.report import render_heatmaps, table2_header, table2_row
     from l2emg.utils.io import atomic_write_text
 

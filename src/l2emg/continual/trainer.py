@@ -376,8 +376,13 @@ def method_label(name: str) -> str:
 
 def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, Any]:
     """Table-2 row, continual metrics, heatmaps and a GIF grid of one emotion across scenarios."""
-    from l2emg.eval.continual_metrics import (AVERAGE_METRICS, average_ci95, continual_metrics,
-                                              matrices_from_results, save_continual_metrics)
+    from l2emg.eval.continual_metrics import (
+        AVERAGE_METRICS,
+        average_ci95,
+        continual_metrics,
+        matrices_from_results,
+        save_continual_metrics,
+    )
     from l2emg.eval.report import render_heatmaps, table2_header, table2_row
 
     out = trainer.dir

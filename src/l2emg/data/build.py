@@ -30,13 +30,20 @@ import numpy as np
 
 from l2emg.config import Config, DataConfig
 from l2emg.data.formats import (
-    FEATURE_DIM, FEATURES_DIR, META_FILE, NUM_JOINTS, SPLITS, Caption, MotionRecord, write_index, write_motion,
+    FEATURE_DIM,
+    FEATURES_DIR,
+    META_FILE,
+    NUM_JOINTS,
+    SPLITS,
+    Caption,
+    MotionRecord,
+    write_index,
+    write_motion,
 )
 from l2emg.data.labels import EMOTIONS, SCENARIOS
 from l2emg.data.splits import assign_splits
 from l2emg.errors import DataError
 from l2emg.utils.io import load_json, load_npy
-
 
 POOL_MIN_MOTIONS = 100  # below this, starting worker processes costs more than it saves
 
@@ -150,8 +157,14 @@ def _finished_summary(out: Path, data_config: dict[str, Any]) -> dict[str, Any] 
 
 
 def _progress_bar(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)

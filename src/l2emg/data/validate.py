@@ -22,8 +22,21 @@ from typing import Any, Mapping
 import numpy as np
 
 from l2emg.data.formats import (
-    FEATURE_DIM, FEATURES_DIR, HUMANML3D_MAX_FRAMES, HUMANML3D_MIN_FRAMES, JOINTS_DIR, LABELS_FILE, MEAN_FILE,
-    META_FILE, NUM_JOINTS, SPLITS, STD_FILE, TEXTS_DIR, Caption, LabelMap, read_split_file,
+    FEATURE_DIM,
+    FEATURES_DIR,
+    HUMANML3D_MAX_FRAMES,
+    HUMANML3D_MIN_FRAMES,
+    JOINTS_DIR,
+    LABELS_FILE,
+    MEAN_FILE,
+    META_FILE,
+    NUM_JOINTS,
+    SPLITS,
+    STD_FILE,
+    TEXTS_DIR,
+    Caption,
+    LabelMap,
+    read_split_file,
 )
 from l2emg.errors import DataError
 from l2emg.utils.io import load_npy

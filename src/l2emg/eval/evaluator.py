@@ -548,8 +548,8 @@ def train_evaluator_on(config: Config, dataset: Any, out_dir: str | Path, progre
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(match=f"{loss_match.item():.3f}", emo=f"{loss_emotion.item():.3f}")
-        record = {"epoch": epoch + 1, "match_loss": float(np.mean([l[0] for l in epoch_loss])),
-                  "emotion_loss": float(np.mean([l[1] for l in epoch_loss]))}
+        record = {"epoch": epoch + 1, "match_loss": float(np.mean([pair[0] for pair in epoch_loss])),
+                  "emotion_loss": float(np.mean([pair[1] for pair in epoch_loss]))}
         if val_features and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
             scores = _validation_scores(evaluator, val_features, val_captions, val_labels, cfg.r_precision_batch)
             record.update({f"val_{k}": v for k, v in scores.items()})

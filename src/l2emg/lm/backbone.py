@@ -17,52 +17,25 @@ looks finished; a finished folder is reused without any work.
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import shutil
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from l2emg.config import LMConfig
 from l2emg.errors import CheckpointError
-from l2emg.utils.io import load_json, save_json
+from l2emg.utils.io import atomic_save_dir, load_json, save_json
+from l2emg.utils.progress import progress_bar
+from l2emg.utils.schedule import warmup_cosine
 
 WARMUP_FILE = "warmup.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-# ------------------------------------------------------------------------------------------------
-# Writing a folder atomically
-# ------------------------------------------------------------------------------------------------
-
-
-def atomic_save_dir(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp_dir)` into a temporary sibling of `target`, then rename it to `target`.
-
-    An existing `target` is replaced (moved aside first, deleted after the rename).
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        write(tmp)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,42 +173,27 @@ def warm_up(model: nn.Module, tokenizer: Any, texts: list[str], lm: LMConfig, pr
                               "loss_before": text_loss(model, eval_seqs, pad_id)}
     optimizer = torch.optim.AdamW(model.parameters(), lr=lm.warmup_lr, betas=(0.9, 0.95), weight_decay=0.01)
     ramp = max(1, lm.warmup_steps // 10)
-
-    def lr_at(step: int) -> float:
-        if step < ramp:
-            return lm.warmup_lr * (step + 1) / ramp
-        frac = (step - ramp) / max(1, lm.warmup_steps - ramp)
-        return lm.warmup_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    bar = None
-    if progress and lm.warmup_steps:
-        from tqdm import tqdm
-
-        bar = tqdm(total=lm.warmup_steps, desc="LM warm-up", unit="step", dynamic_ncols=True)
     start = time.perf_counter()
     model.train()
     losses = []
     pool: list[int] = []
-    for step in range(lm.warmup_steps):
-        if len(pool) < lm.warmup_batch_size:
-            fresh = list(range(len(train_seqs)))
-            rng.shuffle(fresh)
-            pool += fresh
-        batch, pool = pool[: lm.warmup_batch_size], pool[lm.warmup_batch_size :]
-        ids, mask, labels = _pad([train_seqs[i] for i in batch], pad_id)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    if bar is not None:
-        bar.close()
+    with progress_bar("LM warm-up", lm.warmup_steps, enabled=progress and lm.warmup_steps > 0) as bar:
+        for step in range(lm.warmup_steps):
+            if len(pool) < lm.warmup_batch_size:
+                fresh = list(range(len(train_seqs)))
+                rng.shuffle(fresh)
+                pool += fresh
+            batch, pool = pool[: lm.warmup_batch_size], pool[lm.warmup_batch_size :]
+            ids, mask, labels = _pad([train_seqs[i] for i in batch], pad_id)
+            for group in optimizer.param_groups:
+                group["lr"] = warmup_cosine(step, lm.warmup_steps, ramp, min_ratio=0.1, peak=lm.warmup_lr)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.advance(info=f"loss {losses[-1]:.3f}")
     model.eval()
     record["seconds"] = round(time.perf_counter() - start, 2)
     record["train_loss_first"] = losses[0] if losses else None

@@ -40,10 +40,10 @@ from torch import Tensor, nn
 
 from l2emg.config import LMConfig
 from l2emg.errors import CheckpointError
-from l2emg.lm.backbone import atomic_save_dir, load_backbone
+from l2emg.lm.backbone import load_backbone
 from l2emg.lm.generate import PrepareHook, codes_to_motion, generate_codes
 from l2emg.lm.vocab import MotionVocab, add_motion_tokens, configure_motion_embeddings
-from l2emg.utils.io import atomic_write_bytes, load_json, save_json
+from l2emg.utils.io import atomic_save_dir, atomic_write_bytes, load_json, save_json
 
 BACKBONE_DIR = "backbone"
 BACKBONE_REF = "backbone.json"

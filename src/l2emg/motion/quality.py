@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from l2emg.motion.skeleton import ANKLE_HEIGHT, BONE_OFFSETS, FPS, JOINT_INDEX as J
+from l2emg.motion.skeleton import ANKLE_HEIGHT, BONE_OFFSETS, FPS
+from l2emg.motion.skeleton import JOINT_INDEX as J
 
 CONTACT_MARGIN = 0.025     # m above a foot joint's resting height that still counts as contact
 SKATE_SPEED = 0.50         # m/s: skid faster than this while in contact counts as skating

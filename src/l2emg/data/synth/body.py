@@ -22,10 +22,21 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from l2emg.data.synth.curves import smoothstep, soft_min
 from l2emg.data.synth.rotations import (
-    frame_from_axes, matvec, mirror_rotation, normalize, rot_x, rot_y, rot_z,
+    frame_from_axes,
+    matvec,
+    mirror_rotation,
+    normalize,
+    rot_x,
+    rot_y,
+    rot_z,
 )
 from l2emg.motion.skeleton import (
-    ANKLE_HEIGHT, BONE_OFFSETS, JOINT_INDEX, NUM_JOINTS, REST_PELVIS_HEIGHT, forward_kinematics,
+    ANKLE_HEIGHT,
+    BONE_OFFSETS,
+    JOINT_INDEX,
+    NUM_JOINTS,
+    REST_PELVIS_HEIGHT,
+    forward_kinematics,
 )
 
 SIDES = ("l", "r")

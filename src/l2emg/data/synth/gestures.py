@@ -75,7 +75,7 @@ def pick_up(ctx: BuildContext) -> Built:
     track.add("root_pitch", 42.0 * down)
     track.add("spine_flex", 36.0 * down)
     track.add("neck_flex", -25.0 * down)
-    for side, sign in (("l", 1.0), ("r", -1.0)):
+    for side in ("l", "r"):
         track.add(f"{side}_sh_flex", 88.0 * down + 30.0 * hold * (1 - down))
         track.add(f"{side}_elbow", -6.0 * down + 75.0 * hold * (1 - down))
         track.add(f"{side}_sh_abd", -6.0 * down)
@@ -377,7 +377,7 @@ def sword_slash(ctx: BuildContext) -> Built:
     slashes = ctx.times(1.1, start=0.5, end_margin=0.6)
     n = ctx.num_frames
     prog = np.zeros(n)   # 0 = raised (wound up), 1 = slashed through
-    for i, ts in enumerate(slashes):
+    for ts in slashes:
         prog += smoothstep((ctx.t - ts) / (0.28 / ctx.tempo)) - smoothstep((ctx.t - ts - 0.5 / ctx.tempo) / 0.5)
     prog = np.clip(prog, 0.0, 1.0)
     high, low = np.array([-0.3, 0.45, 0.15]), np.array([0.22, -0.25, 0.45])

@@ -62,7 +62,7 @@ def jump_sequence(ctx: BuildContext, spec: JumpSpec, max_jumps: int = 4) -> tupl
     rise = TAKEOFF_RISE
     v0 = GRAVITY * flight / 2
     keys_t, keys_y, keys_v = [0.0], [stand], [0.0]
-    for i, (take, land) in enumerate(jumps):
+    for take, land in jumps:
         low_t = max(take - 0.17 / tempo, keys_t[-1] + 0.05)
         if take - prep > keys_t[-1] + 0.05:
             keys_t.append(take - prep); keys_y.append(stand); keys_v.append(0.0)
@@ -77,7 +77,7 @@ def jump_sequence(ctx: BuildContext, spec: JumpSpec, max_jumps: int = 4) -> tupl
     head = np.zeros(num)
     forward = np.zeros(num)
     airborne = np.zeros(num, dtype=bool)
-    for i, (take, land) in enumerate(jumps):
+    for take, land in jumps:
         s = (t - take) / (land - take)
         airborne |= (s > 0) & (s < 1)
         head += spec.spin * min_jerk((t - take + 0.06) / (land - take + 0.12))
