@@ -125,8 +125,9 @@ def run_setup(name: str, args) -> dict:
     from l2emg.config import load_config
     from l2emg.continual.examples import collate_examples, corrupt_motion_codes, drop_captions
     from l2emg.continual.methods import ScenarioContext
-    from l2emg.continual.trainer import lr_factor, seed_everything
     from l2emg.lm.prompts import prompt_ids
+    from l2emg.utils.schedule import warmup_cosine
+    from l2emg.utils.seeding import seed_everything
 
     config = load_config(args.profile, SETUPS[name] + list(args.set or []))
     cfg = config.train
@@ -148,7 +149,7 @@ def run_setup(name: str, args) -> dict:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     counts = sorted(int(c) for c in args.updates.split(","))
     total = counts[-1]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps,
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps,
                                                                                    cfg.min_lr_ratio))
     generator = torch.Generator().manual_seed(cfg.seed)
     corruption = torch.Generator().manual_seed(cfg.seed + 1)
@@ -220,7 +221,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", help="config override for every set-up (repeatable)")
     parser.add_argument("--out", default=str(HERE / "results" / "conditioning.json"))
     args = parser.parse_args()
-    if not (Path(args.run_dir) / "lm").is_dir():
+    from l2emg.runs import RunDir
+
+    if not RunDir(args.run_dir).lm_dir.is_dir():
         print(f"{args.run_dir}: no language model yet; run `l2emg run --no-stream --run-dir {args.run_dir}` first",
               file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ from l2emg.continual.methods.esmoe import ESMoE  # noqa: E402
 from l2emg.continual.methods.seqlora import SeqLoRA  # noqa: E402
 from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
 from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
+from l2emg.lm.generate import cache_kwarg  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.lm.prompts import encode_prompts, position_ids  # noqa: E402
 from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
@@ -148,7 +149,7 @@ def decode(model, vocab, prepare, input_ids, attention_mask, tokens: int) -> Non
     codes = torch.tensor(list(vocab.code_ids), device=input_ids.device)
     cache = DynamicCache(config=model.config)
     positions = position_ids(attention_mask)
-    kwargs = dict(attention_mask=attention_mask, position_ids=positions, past_key_values=cache, use_cache=True,
+    kwargs = dict(attention_mask=attention_mask, position_ids=positions, **cache_kwarg(model, cache), use_cache=True,
                   logits_to_keep=1)
     out = model(inputs_embeds=embeds, **kwargs) if embeds is not None else model(input_ids=input_ids, **kwargs)
     mask = attention_mask
@@ -156,8 +157,8 @@ def decode(model, vocab, prepare, input_ids, attention_mask, tokens: int) -> Non
         token = codes[out.logits[:, -1, codes].argmax(-1)]  # (1,)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         positions = positions[:, -1:] + 1
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
-                    use_cache=True)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
+                    **cache_kwarg(model, cache), use_cache=True)
 
 
 def time_generation(model, vocab, prepare, prompts, sync) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from l2emg.continual.lora import ExpertBank, ExpertLinear, inject_experts
+from l2emg.lm.generate import cache_kwarg
 from l2emg.utils.io import save_json
 
 RESULTS = Path(__file__).parent / "results" / "expert_bank.json"
@@ -155,7 +156,7 @@ def inference_steps(mode: str, experts: int, device: str) -> tuple[Callable[[], 
 
     @torch.no_grad()
     def decode() -> None:
-        model(input_ids=last, past_key_values=cache, use_cache=True)
+        model(input_ids=last, **cache_kwarg(model, cache), use_cache=True)
         cache.crop(-1)  # drop the token just added: every timed step sees the same cache length
 
     return prompt, decode

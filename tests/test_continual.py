@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from l2emg.continual.trainer import StreamTrainer, lr_factor, step_seed, write_report
+from l2emg.continual.report import write_report
+from l2emg.continual.trainer import StreamTrainer
 from l2emg.errors import CheckpointError
 from l2emg.runs import RunDir
+from l2emg.utils.schedule import warmup_cosine
+from l2emg.utils.seeding import step_seed
 
 
 def _results(trainer: StreamTrainer) -> dict:
-    return json.loads(trainer.results_path().read_text())
+    return json.loads(trainer.method_run.results_path.read_text())
 
 
 def _strip_timing(results: dict) -> dict:
@@ -26,7 +29,7 @@ def _strip_timing(results: dict) -> dict:
 
 
 def test_lr_schedule_warms_up_then_decays():
-    values = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    values = [warmup_cosine(s, 100, 10, 0.1) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
     assert values[-1] == pytest.approx(0.1, abs=0.01)
@@ -63,7 +66,7 @@ def test_killed_stream_resumes_to_identical_metrics(tiny_run_copy, tiny_config, 
     assert first["updates"] >= 1 and np.isfinite(first["last_loss"])
 
     metrics = write_report(resumed, a)
-    assert (resumed.dir / "report.md").exists() and (resumed.dir / "metrics.json").exists()
+    assert resumed.method_run.report_path.exists() and resumed.method_run.metrics_path.exists()
     assert "FR" in metrics
 
 
@@ -123,7 +126,7 @@ def test_checkpoint_of_another_method_is_refused(tiny_run_copy, tiny_config):
     trainer = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False,
                             stop_after_step=0)
     trainer.run_stream()
-    structure = trainer._checkpoint_dir(0) / "structure.json"
+    structure = trainer.method_run.checkpoint_dir(0) / "structure.json"
     data = json.loads(structure.read_text())
     data["method"] = "mtl"
     structure.write_text(json.dumps(data))
@@ -136,7 +139,7 @@ def test_corrupt_adapter_file_is_refused(tiny_run_copy, tiny_config):
     trainer = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False,
                             stop_after_step=0)
     trainer.run_stream()
-    (trainer._checkpoint_dir(0) / "adapters.safetensors").write_bytes(b"not a safetensors file")
+    (trainer.method_run.checkpoint_dir(0) / "adapters.safetensors").write_bytes(b"not a safetensors file")
     again = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False)
     with pytest.raises(CheckpointError, match="adapters.safetensors"):
         again.run_stream()

@@ -20,10 +20,10 @@ import l2emg.data.synth as synth
 from l2emg.cli import app
 from l2emg.config import load_config
 from l2emg.data.build import build_dataset
-from l2emg.data.formats import load_dataset, read_split_file
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.reader import load_dataset, read_split_file
 from l2emg.data.validate import check_dataset
 from l2emg.errors import DataError
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.motion.features import compute_feature_stats
 from test_formats import toy_motion
 
@@ -112,9 +112,12 @@ def test_interrupted_build_leaves_nothing_loadable_and_restarts(tmp_path: Path, 
     monkeypatch.setattr(synth, "generate_motions", lambda c: fake_generate(c, fail_after=20), raising=False)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(small_config(), out, progress=False, workers=1)
-    assert not out.exists() and (tmp_path / ".data.partial").exists()
+    assert not out.exists() and not (tmp_path / ".data.partial").exists()
     with pytest.raises(DataError):
         load_dataset(out)
+    # What a killed process (SIGKILL, power loss) leaves: a half-written staging folder.
+    (tmp_path / ".data.partial" / "new_joint_vecs").mkdir(parents=True)
+    (tmp_path / ".data.partial" / "new_joint_vecs" / "000000.npy").write_bytes(b"half")
     monkeypatch.setattr(synth, "generate_motions", fake_generate, raising=False)
     summary = build_dataset(small_config(), out, progress=False, workers=1)
     assert summary["status"] == "built" and not (tmp_path / ".data.partial").exists()

@@ -17,11 +17,11 @@ from l2emg.continual.examples import build_examples, collate_examples  # noqa: E
 from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
 from l2emg.continual.methods.cged import kmeans_centroids  # noqa: E402
 from l2emg.continual.methods.gate import ExpertGate, orthogonal_keys, select_top_k  # noqa: E402
-from l2emg.data.labels import EMOTIONS  # noqa: E402
 from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
 from l2emg.errors import CheckpointError  # noqa: E402
+from l2emg.labels import EMOTIONS  # noqa: E402
 from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
-from l2emg.lm.generate import generate_codes  # noqa: E402
+from l2emg.lm.generate import cache_kwarg, generate_codes  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
 from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
@@ -318,20 +318,22 @@ def test_lm_and_emotion_losses_fall(tokenizer):
     assert torch.isfinite(out["loss"]) and float(out["emo_loss"]) == 0.0
 
 
-def test_state_round_trip_through_safetensors(tokenizer, tmp_path):
+@pytest.mark.parametrize("extra", [(), "embedding"], ids=["attention", "with-embedding-experts"])
+def test_checkpoint_round_trip(tokenizer, tmp_path, extra):
+    """The one adapter checkpoint format (`l2emg.continual.checkpoint`) restores a method exactly."""
     from safetensors.torch import load_file, save_file
 
-    from l2emg.utils.io import load_json, save_json
+    from l2emg.continual.checkpoint import ADAPTER_FILE, load_checkpoint, save_checkpoint
 
-    method = make_method(tokenizer)
+    extra = EMBEDDING_LORA if extra == "embedding" else ()
+    method = make_method(tokenizer, extra=extra)
     train(method, 0, examples_for(method, SCENARIO_A, "A"), updates=2)
     train(method, 1, examples_for(method, SCENARIO_B, "B"), updates=2)
-    save_file(method.adapter_state(), str(tmp_path / "adapters.safetensors"))
-    save_json(tmp_path / "structure.json", method.structure())
+    folder = tmp_path / "step_01"
+    save_checkpoint(method, "esmoe", 1, {"loss": [1.0]}, folder)
 
-    fresh = make_method(tokenizer, seed=0)
-    fresh.restore_structure(load_json(tmp_path / "structure.json"))
-    fresh.load_adapter_state(load_file(str(tmp_path / "adapters.safetensors")), source="test")
+    fresh = make_method(tokenizer, seed=0, extra=extra)
+    load_checkpoint(fresh, folder, "esmoe")
     assert fresh.bank.num_experts == 2 and fresh.gate.num_experts == 2
     assert torch.equal(fresh.cged.dictionary, method.cged.dictionary)
     for name, tensor in method.adapter_state().items():
@@ -340,14 +342,24 @@ def test_state_round_trip_through_safetensors(tokenizer, tmp_path):
     fresh.eval()
     batch = prompts(method, [SCENARIO_B[0][0], SCENARIO_A[1][0]])
     assert torch.equal(_prompt_logits(method, *batch.values()), _prompt_logits(fresh, *batch.values()))
-    # a checkpoint of another variant or with a wrong shape is refused
-    other = make_method(tokenizer, name="esmoe_wo_cged")
+    # a checkpoint of another method, another variant, another rank, or a damaged one is refused
+    with pytest.raises(CheckpointError, match="not 'seqlora'"):
+        load_checkpoint(make_method(tokenizer, extra=extra), folder, "seqlora")
     with pytest.raises(CheckpointError):
-        other.restore_structure(load_json(tmp_path / "structure.json"))
-    state = load_file(str(tmp_path / "adapters.safetensors"))
+        load_checkpoint(make_method(tokenizer, name="esmoe_wo_cged", extra=extra), folder, "esmoe")
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(make_method(tokenizer, extra=[*extra, "lora.rank=2"]), folder, "esmoe")
+    state = load_file(str(folder / ADAPTER_FILE))
     state["gate.keys.0"] = torch.zeros(3)
+    save_file(state, str(folder / ADAPTER_FILE))
     with pytest.raises(CheckpointError, match="gate.keys.0"):
-        make_method(tokenizer).load_adapter_state(state)
+        load_checkpoint(make_method(tokenizer, extra=extra), folder, "esmoe")
+    (folder / ADAPTER_FILE).write_bytes(b"not a tensor file")
+    with pytest.raises(CheckpointError, match=ADAPTER_FILE):
+        load_checkpoint(make_method(tokenizer, extra=extra), folder, "esmoe")
+    (folder / ADAPTER_FILE).unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(make_method(tokenizer, extra=extra), folder, "esmoe")
 
 
 @pytest.mark.parametrize("name", ["esmoe", "esmoe_wo_cged", "esmoe_wo_samoe", "esmoe_wo_lemo"])
@@ -419,7 +431,7 @@ def _prompt_and_step_logits(method, ids, mask, next_id: int):
         out = method.model(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
         step_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         step = method.model(input_ids=torch.full((ids.shape[0], 1), next_id), attention_mask=step_mask,
-                            past_key_values=out.past_key_values, use_cache=True)
+                            **cache_kwarg(method.model, out.past_key_values), use_cache=True)
     return embeds, out.logits, step.logits
 
 

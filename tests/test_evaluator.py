@@ -13,11 +13,14 @@ from typer.testing import CliRunner
 
 from l2emg.cli import app
 from l2emg.config import load_config
-from l2emg.data.formats import Caption, MotionRecord, load_dataset, write_dataset
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.reader import load_dataset
+from l2emg.data.records import Caption, MotionRecord
+from l2emg.data.writer import write_dataset
 from l2emg.errors import CheckpointError, DataError
 from l2emg.eval.evaluate import evaluate_motions, reference_row
-from l2emg.eval.evaluator import Evaluator, corrupt_motion, info_nce, train_evaluator_on
+from l2emg.eval.evaluator import Evaluator, train_evaluator_on
+from l2emg.eval.evaluator.train import corrupt_motion, info_nce
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.utils.io import load_json, save_npy
 
 ACTIONS = ("walks", "jumps", "waves", "spins")

@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from l2emg.data import formats as fm
-from l2emg.data.formats import Caption, LabelMap, MotionRecord, load_dataset, tag_caption, write_dataset
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.labelmap import LabelMap
+from l2emg.data.postags import tag_caption
+from l2emg.data.reader import load_dataset, read_split_file
+from l2emg.data.records import Caption, MotionRecord, caption_segment, length_ok
 from l2emg.data.splits import assign_splits
+from l2emg.data.writer import write_dataset
 from l2emg.errors import DataError
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.motion.features import compute_feature_stats, extract_features
 from l2emg.motion.skeleton import NUM_JOINTS, REST_PELVIS_HEIGHT, forward_kinematics
 
@@ -111,7 +114,7 @@ def test_caption_line_round_trip_and_humanml3d_nan():
     parsed = Caption.from_line(real)
     assert parsed.start == 0.0 and parsed.end == 0.0 and parsed.tokens[2] == "kick/VERB"
     seg = Caption.from_line("walks then sits#walk/VERB#1.5#3.0")
-    assert fm.caption_segment(np.zeros((100, 263)), seg).shape == (30, 263)
+    assert caption_segment(np.zeros((100, 263)), seg).shape == (30, 263)
     for bad in ("no hashes here", "text#tok/NOUN#x#1.0", "#a/DET#0.0#0.0", "text#notatoken#0.0#0.0"):
         with pytest.raises(ValueError):
             Caption.from_line(bad)
@@ -200,7 +203,7 @@ def test_loader_refuses_broken_folders(tmp_path: Path, toy_root: Path):
         load_dataset(tmp_path / "nope")
     root = tmp_path / "broken"
     shutil.copytree(toy_root, root)
-    victim = fm.read_split_file(root / "train.txt")[0]
+    victim = read_split_file(root / "train.txt")[0]
     (root / "texts" / f"{victim}.txt").unlink()
     with pytest.raises(DataError, match=f"{victim}.txt: caption file missing"):
         load_dataset(root)
@@ -216,7 +219,7 @@ def test_length_filter_helpers(toy_root: Path):
     assert len(ds.filter_by_length()) == len(ds)  # toy motions are 40..56 frames
     short = ds.filter_by_length(min_frames=48, max_frames=196)
     assert 0 < len(short) < len(ds) and all(r.num_frames >= 48 for r in short)
-    assert fm.length_ok(40) and fm.length_ok(196) and not fm.length_ok(39) and not fm.length_ok(197)
+    assert length_ok(40) and length_ok(196) and not length_ok(39) and not length_ok(197)
 
 
 # --------------------------------------------------------------------------------------------- splits

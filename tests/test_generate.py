@@ -16,9 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from l2emg.commands.generate import generate as generate_command  # noqa: E402
 from l2emg.config import TokenizerConfig, load_config, save_config  # noqa: E402
 from l2emg.errors import CheckpointError  # noqa: E402
+from l2emg.generator import load_generator  # noqa: E402
 from l2emg.lm.backbone import build_tiny_backbone  # noqa: E402
 from l2emg.lm.generate import codes_to_motion  # noqa: E402
-from l2emg.lm.motion_lm import MotionLM, load_generator  # noqa: E402
+from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.motion.bvh import read_bvh  # noqa: E402
 from l2emg.motion.features import FEATURE_DIM  # noqa: E402
 from l2emg.tokenizer.api import MotionTokenizer  # noqa: E402
@@ -187,48 +188,73 @@ def run_dir(backbone_dir, tmp_path_factory) -> Path:
     return run
 
 
-def test_load_generator_and_method_adapter_contract(run_dir, tmp_path, monkeypatch):
-    import l2emg.lm.motion_lm as motion_lm
+def _finished_method_run(run_dir: Path, name: str = "seqlora-unseen-o1", seed: int = 3):
+    """A trained-looking SeqLoRA run: random adapters saved as the trainer saves them."""
+    from l2emg.config import read_saved_config
+    from l2emg.continual.checkpoint import save_checkpoint
+    from l2emg.continual.methods import method_class
+    from l2emg.runs import MethodRunDir
+
+    config = read_saved_config(run_dir / "config.yaml")
+    lm = MotionLM.load(run_dir / "lm")
+    method = method_class("seqlora")(config, lm)
+    method.setup()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in method.bank.expert_parameters(0):
+            p.normal_(0.0, 0.5)
+    method_run = MethodRunDir(run_dir / "methods" / name)
+    save_config(config, method_run.config_path)
+    save_checkpoint(method, "seqlora", 0, {}, method_run.checkpoint_dir(0))
+    method_run.mark_finished("seqlora", 0)
+    method.eval()
+    return method_run, lm, method
+
+
+def test_load_generator_restores_a_method_through_the_registry(run_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
 
     generator = load_generator(run_dir)  # no trained method: the plain backbone
     assert generator.method_dir is None and generator.prepare is None
     codes, features, joints = generator.motions(PROMPTS[:2])
     assert all(1 <= len(c) <= 6 for c in codes)  # max_codes from the run's config.yaml
     assert [j.shape[0] for j in joints] == [4 * len(c) for c in codes]
+    plain = _lists(generator.codes(PROMPTS[:4], seed=5, greedy=True, max_codes=6))
 
-    calls = []
-
-    def fake_loader(model, method_dir):  # what a method's loader does: adapt `model`, return a hook
-        calls.append(("load", method_dir.name))
-
-        def prepare(input_ids, attention_mask):
-            calls.append(("prepare", tuple(input_ids.shape)))
-            return None
-        return prepare
-
-    monkeypatch.setattr(motion_lm, "fake_loader", fake_loader, raising=False)
-    method_dir = run_dir / "methods" / "fake-unseen-o1"
-    method_dir.mkdir(parents=True)
-    (run_dir / "methods" / "unfinished-unseen-o1").mkdir()  # no adapter.json: not offered
-    (method_dir / "adapter.json").write_text('{"loader": "l2emg.lm.motion_lm:fake_loader"}')
+    (run_dir / "methods" / "unfinished-unseen-o1").mkdir(parents=True)  # no adapter.json: not offered
     try:
-        for choice in (None, "fake", "fake-unseen-o1"):
-            calls.clear()
+        method_run, lm, method = _finished_method_run(run_dir)
+        assert json.loads(method_run.adapter_path.read_text()) == {"method": "seqlora", "checkpoint": "checkpoints/step_00"}
+        expected = _lists(lm.generate(PROMPTS[:4], seed=5, greedy=True, max_codes=6, prepare=method.prepare_generation))
+        assert expected != plain  # the adapters change the generations, so the comparison below means something
+        for choice in (None, "seqlora", "seqlora-unseen-o1"):
             generator = load_generator(run_dir, method=choice)
-            assert generator.method_dir == method_dir
-            generator.codes(PROMPTS[:3], batch_size=2)
-            assert calls == [("load", "fake-unseen-o1"), ("prepare", calls[1][1]), ("prepare", calls[2][1])]
+            assert generator.method_dir == method_run.path
+            assert _lists(generator.codes(PROMPTS[:4], seed=5, greedy=True, max_codes=6)) == expected
+
+        # A moved run, loaded from another working directory, uses its own checkpoint.
+        moved = tmp_path / "moved"
+        shutil.copytree(run_dir, moved)
+        monkeypatch.chdir(tmp_path)
+        assert _lists(load_generator(moved).codes(PROMPTS[:4], seed=5, greedy=True, max_codes=6)) == expected
+        # An adapter.json of older runs (a loader and a path relative to where training started) still loads.
+        old = {"loader": "l2emg.continual.trainer:load_adapters", "method": "seqlora",
+               "checkpoint": "runs/default/methods/seqlora-unseen-o1/checkpoints/step_00"}
+        (moved / "methods" / "seqlora-unseen-o1" / "adapter.json").write_text(json.dumps(old))
+        assert _lists(load_generator(moved).codes(PROMPTS[:4], seed=5, greedy=True, max_codes=6)) == expected
+        shutil.rmtree(moved / "methods" / "seqlora-unseen-o1" / "checkpoints")
+        with pytest.raises(CheckpointError, match="not found"):
+            load_generator(moved)
+
         with pytest.raises(CheckpointError, match="no finished method named 'unfinished'"):
             load_generator(run_dir, method="unfinished")
-        (run_dir / "methods" / "other-unseen-o1").mkdir()
-        (run_dir / "methods" / "other-unseen-o1" / "adapter.json").write_text('{"loader": "os.path:join"}')
+        _finished_method_run(run_dir, "seqlora-mixed-o1")
         with pytest.raises(CheckpointError, match="several trained methods"):
             load_generator(run_dir)
-        with pytest.raises(CheckpointError, match="l2emg.module:function"):
-            load_generator(run_dir, method="other")
+        with pytest.raises(CheckpointError, match="several finished methods named 'seqlora'"):
+            load_generator(run_dir, method="seqlora")
     finally:
-        import shutil
-
         shutil.rmtree(run_dir / "methods")
     with pytest.raises(CheckpointError, match="no language model"):
         load_generator(tmp_path)

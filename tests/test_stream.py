@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from l2emg.data.formats import load_dataset
-from l2emg.data.labels import SCENARIOS
+from l2emg.data.reader import load_dataset
 from l2emg.data.stream import (
     INSTRUCTION,
     SCENARIO_ORDERS,
@@ -17,6 +16,7 @@ from l2emg.data.stream import (
     stream_from_config,
 )
 from l2emg.errors import DataError
+from l2emg.labels import SCENARIOS
 from test_formats import make_toy_dataset
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from l2emg.config import DataConfig
-from l2emg.data.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
 from l2emg.data.synth import (
     ACTIONS,
     ACTIONS_BY_SCENARIO,
@@ -22,6 +21,7 @@ from l2emg.data.synth import (
 )
 from l2emg.data.synth.captions import EMOTION_EXPRESSIONS
 from l2emg.data.synth.generator import scenario_sizes
+from l2emg.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
 from l2emg.motion.quality import motion_quality
 from l2emg.motion.skeleton import BONE_OFFSETS, bone_lengths
 from l2emg.motion.skeleton import JOINT_INDEX as J

@@ -12,9 +12,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from l2emg.config import Config, TokenizerConfig, load_config
-from l2emg.data.formats import Caption, MotionRecord, load_dataset, write_dataset
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.reader import load_dataset
+from l2emg.data.records import Caption, MotionRecord
+from l2emg.data.writer import write_dataset
 from l2emg.errors import CheckpointError, DataError
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.motion.features import FEATURE_DIM, RIC, compute_feature_stats, extract_features
 from l2emg.motion.rotations import euler_to_matrix
 from l2emg.motion.skeleton import forward_kinematics

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2emg.data.formats import read_split_file
+from l2emg.data.reader import read_split_file
 from l2emg.data.validate import check_dataset, errors_only, require_valid
 from l2emg.errors import DataError
 from test_formats import make_toy_dataset

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from l2emg.data.labels import EMOTIONS, SCENARIOS
 from l2emg.errors import ConfigError
+from l2emg.labels import EMOTIONS, SCENARIOS
 
 PROFILE_DIR = Path(__file__).parent / "configs"
 

@@ -1,15 +1,17 @@
-"""The stages every experiment shares, each done once per run directory and reused afterwards:
+"""The stages every experiment shares, each done once per run directory and reused afterwards
+(paths from `l2emg.runs.RunDir`):
 
     data        RUN/data/        the embedded dataset (or a real one linked by --data)
     previews    RUN/previews/    GIF grids per scenario × emotion
-    tokenizer   RUN/tokenizer/   the VQ-VAE motion tokenizer (stage 1 of the paper)
+    tokenizer   RUN/tokenizer/   the VQ-VAE motion tokenizer (stage 1 of the paper) + its test metrics
     evaluator   RUN/evaluator/   the measuring instrument (text/motion embeddings, emotion classifier)
     reference   RUN/evaluator/reference_test.json   real-motion metrics on the test split
     backbone    RUN/backbone/    the embedded tiny LLaMA after its language warm-up (or lm.backbone)
     lm          RUN/lm/          the backbone extended with motion tokens
     codes       RUN/codes.json   every motion's token sequence
 
-`l2emg run` calls them all and then the continual stream; `l2emg train` calls what it needs.
+`l2emg run` calls them all, then the continual stream, then `write_summary`; `l2emg train` calls
+what it needs.
 """
 
 from __future__ import annotations
@@ -17,23 +19,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from l2emg.config import Config
 from l2emg.runs import RunDir
-from l2emg.utils.io import load_json, save_json
-
-console = Console(stderr=True)
-
-
-def _announce(stage: str, done: bool) -> None:
-    console.print(f"[bold cyan]{stage}[/] " + ("(done, reused)" if done else "…"))
+from l2emg.utils.io import atomic_write_text, load_json, save_json
+from l2emg.utils.progress import announce
 
 
 def ensure_data(run: RunDir, config: Config, progress: bool = True) -> Path:
     from l2emg.data.build import build_dataset
 
-    _announce("data", run.is_done("data"))
+    announce("data", run.is_done("data"))
     if not run.is_done("data"):
         summary = build_dataset(config, run.data_dir, progress=progress)
         run.mark_done("data", **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
@@ -41,10 +36,10 @@ def ensure_data(run: RunDir, config: Config, progress: bool = True) -> Path:
 
 
 def ensure_previews(run: RunDir, config: Config, progress: bool = True) -> Path:
-    from l2emg.commands.data import render_previews
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.previews import render_previews
+    from l2emg.data.reader import load_dataset
 
-    _announce("previews", run.is_done("previews"))
+    announce("previews", run.is_done("previews"))
     if not run.is_done("previews"):
         files = render_previews(load_dataset(run.data_dir), run.previews_dir, config.preview, progress=progress)
         run.mark_done("previews", files=len(files))
@@ -52,74 +47,86 @@ def ensure_previews(run: RunDir, config: Config, progress: bool = True) -> Path:
 
 
 def ensure_tokenizer(run: RunDir, config: Config, progress: bool = True) -> Path:
-    from l2emg.tokenizer.train import tokenizer_stage
+    """Train the motion tokenizer, evaluate it on the test split (RUN/tokenizer/eval_test.json)."""
+    from l2emg.data.reader import load_dataset
+    from l2emg.tokenizer.api import MotionTokenizer
+    from l2emg.tokenizer.evaluate import evaluate_tokenizer
+    from l2emg.tokenizer.train import train_tokenizer
 
-    _announce("tokenizer", run.is_done("tokenizer"))
-    tokenizer_stage(run, config, run.data_dir, progress=progress)
-    return run.path / "tokenizer"
+    announce("tokenizer", run.is_done("tokenizer"))
+    if not run.is_done("tokenizer"):
+        out = run.tokenizer_dir
+        out.mkdir(parents=True, exist_ok=True)
+        summary = train_tokenizer(config, run.data_dir, out, progress=progress)
+        tokenizer = MotionTokenizer.from_pretrained(out, config.tokenizer)
+        metrics = evaluate_tokenizer(tokenizer, load_dataset(run.data_dir), "test", progress=progress)
+        save_json(run.tokenizer_eval_path, metrics)
+        run.mark_done("tokenizer", path=str(out), steps=summary["steps"], train_seconds=summary["elapsed_s"],
+                      test_mpjpe_mm=metrics["mpjpe_mm"], codebook_usage=metrics["codebook_usage"],
+                      perplexity=metrics["perplexity"])
+    return run.tokenizer_dir
 
 
 def ensure_evaluator(run: RunDir, config: Config, progress: bool = True) -> Path:
-    from l2emg.data.formats import load_dataset
+    """Train the evaluator, then measure real test motions with it (the reference row)."""
+    from l2emg.data.reader import load_dataset
     from l2emg.eval.evaluate import reference_row
     from l2emg.eval.evaluator import Evaluator, train_evaluator
 
-    out = run.path / "evaluator"
-    _announce("evaluator", run.is_done("evaluator"))
+    announce("evaluator", run.is_done("evaluator"))
     if not run.is_done("evaluator"):
         started = time.time()
-        train_evaluator(config, run.data_dir, out, progress=progress)
+        train_evaluator(config, run.data_dir, run.evaluator_dir, progress=progress)
         run.mark_done("evaluator", train_seconds=round(time.time() - started, 1))
-    _announce("reference", run.is_done("reference"))
+    announce("reference", run.is_done("reference"))
     if not run.is_done("reference"):
-        reference = reference_row(Evaluator.from_pretrained(out), load_dataset(run.data_dir))
-        save_json(out / "reference_test.json", reference)
+        reference = reference_row(Evaluator.from_pretrained(run.evaluator_dir), load_dataset(run.data_dir))
+        save_json(run.reference_path, reference)
         run.mark_done("reference")
-    return out
+    return run.evaluator_dir
 
 
 def ensure_lm(run: RunDir, config: Config, progress: bool = True) -> Path:
     """The backbone (built and warmed up, or the configured HF folder) extended with motion tokens."""
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.lm.backbone import build_tiny_backbone, read_warmup_record
     from l2emg.lm.motion_lm import MotionLM
     from l2emg.tokenizer.api import MotionTokenizer
 
-    _announce("backbone", run.is_done("backbone"))
+    announce("backbone", run.is_done("backbone"))
     if config.lm.backbone:
         backbone = Path(config.lm.backbone)
     else:
-        backbone = run.path / "backbone"
+        backbone = run.backbone_dir
         if not run.is_done("backbone"):
             dataset = load_dataset(run.data_dir)
             captions = [c.text for r in dataset.split("train") for c in r.captions]
             build_tiny_backbone(config.lm, captions, backbone, progress=progress)
             run.mark_done("backbone", **(read_warmup_record(backbone) or {}))
-    _announce("lm", run.is_done("lm"))
+    announce("lm", run.is_done("lm"))
     if not run.is_done("lm"):
-        tokenizer = MotionTokenizer.from_pretrained(run.path / "tokenizer")
+        tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir)
         lm = MotionLM.from_backbone(backbone, tokenizer.codebook, seed=config.lm.motion_embedding_seed,
                                     dtype=config.lm.dtype)
-        lm.save(run.path / "lm", base_dir=backbone if config.lm.backbone else None)
+        lm.save(run.lm_dir, base_dir=backbone if config.lm.backbone else None)
         run.mark_done("lm", backbone=str(backbone))
-    return run.path / "lm"
+    return run.lm_dir
 
 
 def ensure_codes(run: RunDir, config: Config, progress: bool = True) -> dict[str, list[int]]:
     """Every motion of the dataset as motion-token codes (RUN/codes.json)."""
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.tokenizer.api import MotionTokenizer
 
-    path = run.path / "codes.json"
-    _announce("codes", run.is_done("codes"))
+    announce("codes", run.is_done("codes"))
     if not run.is_done("codes"):
         dataset = load_dataset(run.data_dir)
-        tokenizer = MotionTokenizer.from_pretrained(run.path / "tokenizer")
+        tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir)
         ids = [r.motion_id for r in dataset.records]
         codes = tokenizer.encode_motions([dataset.features(i) for i in ids], names=ids)
-        save_json(path, {i: [int(c) for c in code] for i, code in zip(ids, codes)})
+        save_json(run.codes_path, {i: [int(c) for c in code] for i, code in zip(ids, codes)})
         run.mark_done("codes", motions=len(ids))
-    return load_json(path)
+    return load_json(run.codes_path)
 
 
 def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, previews: bool = True) -> RunDir:
@@ -134,3 +141,24 @@ def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, prev
     ensure_lm(run, config, progress)
     ensure_codes(run, config, progress)
     return run
+
+
+def write_summary(run: RunDir, seconds: float) -> None:
+    """RUN/summary.md: what each stage produced, with the numbers it measured, and every method's row."""
+    from l2emg.eval.report import metrics_table_markdown
+
+    stages = run.manifest()["stages"]
+    lines = [f"# Run `{run.path}`", "", f"Profile `{run.config().profile}`; this invocation took {seconds:.0f} s.", ""]
+    for stage, info in stages.items():
+        details = ", ".join(f"{k}={v}" for k, v in info.items() if k != "finished_at")
+        lines.append(f"- **{stage}** ({info.get('finished_at', '')}): {details}")
+    if run.reference_path.exists():
+        lines += ["", "## Real-motion reference row (test split)", "",
+                  metrics_table_markdown({"Real motion": load_json(run.reference_path)["metrics"]})]
+    for report in sorted(run.methods_dir.glob("*/report.md")):
+        lines += ["", f"## {report.parent.name}", "", f"[{report}]({report.relative_to(run.path)})", ""]
+        lines += [line for line in report.read_text().splitlines() if line.startswith("|")]
+    if run.previews_index_path.exists():
+        index = run.previews_index_path
+        lines += ["", f"Previews: [{index}]({index.relative_to(run.path).as_posix()})"]
+    atomic_write_text(run.summary_path, "\n".join(lines) + "\n")

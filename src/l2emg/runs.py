@@ -4,19 +4,25 @@ checkpoints, metrics and figures. Re-running a command resumes from the manifest
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from l2emg.config import Config, read_saved_config, save_config
-from l2emg.errors import ConfigError
+from l2emg.errors import CheckpointError, ConfigError
 from l2emg.utils.io import load_json, save_json
 
 
 class RunDir:
+    """The one place that knows a run folder's layout:
+
+        RUN/config.yaml, manifest.json, summary.md
+        RUN/data/  previews/  tokenizer/  evaluator/ (+ reference_test.json)  backbone/  lm/  codes.json
+        RUN/methods/<method>-<split>-o<order>/   one `MethodRunDir` per trained method run
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    # Standard sub-folders of a run.
     @property
     def data_dir(self) -> Path:
         return self.path / "data"
@@ -26,6 +32,48 @@ class RunDir:
         return self.path / "previews"
 
     @property
+    def previews_index_path(self) -> Path:
+        return self.previews_dir / "index.md"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def tokenizer_eval_path(self) -> Path:
+        return self.tokenizer_dir / "eval_test.json"
+
+    @property
+    def evaluator_dir(self) -> Path:
+        return self.path / "evaluator"
+
+    @property
+    def reference_path(self) -> Path:
+        """Real-motion metrics on the test split (the reference row of every table)."""
+        return self.evaluator_dir / "reference_test.json"
+
+    @property
+    def backbone_dir(self) -> Path:
+        """The embedded backbone after its language warm-up (unused when lm.backbone names a folder)."""
+        return self.path / "backbone"
+
+    @property
+    def lm_dir(self) -> Path:
+        return self.path / "lm"
+
+    @property
+    def codes_path(self) -> Path:
+        return self.path / "codes.json"
+
+    @property
+    def methods_dir(self) -> Path:
+        return self.path / "methods"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.md"
+
+    @property
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
@@ -33,10 +81,32 @@ class RunDir:
     def manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
-    def subdir(self, name: str) -> Path:
-        path = self.path / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def method_run(self, method: str, split: str, order: int) -> "MethodRunDir":
+        return MethodRunDir(self.methods_dir / f"{method}-{split}-o{order}")
+
+    def finished_method_runs(self) -> list["MethodRunDir"]:
+        """Method runs that finished their stream (they hold `adapter.json`), sorted by folder name."""
+        if not self.methods_dir.is_dir():
+            return []
+        runs = (MethodRunDir(p) for p in sorted(self.methods_dir.iterdir()))
+        return [r for r in runs if r.adapter_path.exists()]
+
+    def find_method_run(self, method: str | None) -> "MethodRunDir | None":
+        """The finished method run for `method` ("esmoe" or "esmoe-unseen-o1"); None = no method.
+
+        Without `method`: the only finished method run, or None if there is none; several finished
+        method runs must be told apart."""
+        finished = self.finished_method_runs()
+        names = ", ".join(r.name for r in finished) or "none"
+        if method is None:
+            if len(finished) > 1:
+                raise CheckpointError(f"{self.path}: several trained methods ({names}); choose one with --method")
+            return finished[0] if finished else None
+        matches = [r for r in finished if r.name == method] or [r for r in finished if r.name.startswith(f"{method}-")]
+        if len(matches) != 1:
+            what = "no finished method" if not matches else "several finished methods"
+            raise CheckpointError(f"{self.methods_dir}: {what} named {method!r} (finished: {names})")
+        return matches[0]
 
     def init(self, config: Config) -> None:
         """Create the run folder and save its resolved config; refuse to mix two configs in one run.
@@ -73,6 +143,91 @@ class RunDir:
 
     def stage_info(self, stage: str) -> dict[str, Any]:
         return self.manifest()["stages"].get(stage, {})
+
+
+class MethodRunDir:
+    """One method trained over one stream, `RUN/methods/<method>-<split>-o<order>/`:
+
+        config.yaml              the method run's resolved config
+        progress.json            finished steps
+        checkpoints/step_XX/     the method's checkpoint after step XX (`l2emg.continual.checkpoint`)
+        results.json             per-step, per-scenario metrics (`l2emg.eval.continual_metrics`' format)
+        adapter.json             written when the stream is finished: the method and its final checkpoint
+        report.md, metrics.json, continual_metrics.json, figures/, samples/   the report
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.path / "progress.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def adapter_path(self) -> Path:
+        return self.path / "adapter.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def continual_metrics_path(self) -> Path:
+        return self.path / "continual_metrics.json"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.path / "checkpoints" / f"step_{step:02d}"
+
+    def finished_steps(self) -> int:
+        return int(load_json(self.progress_path)["finished_steps"]) if self.progress_path.exists() else 0
+
+    def mark_finished(self, method: str, last_step: int) -> None:
+        """Write `adapter.json`: the stream is finished; its final checkpoint, relative to this folder."""
+        checkpoint = self.checkpoint_dir(last_step).relative_to(self.path).as_posix()
+        save_json(self.adapter_path, {"method": method, "checkpoint": checkpoint})
+
+    def final_checkpoint(self) -> tuple[str, Path]:
+        """(method name, final checkpoint folder) of a finished run, from `adapter.json`.
+
+        The checkpoint is resolved inside this folder, so a moved or copied run loads its own
+        adapters; files written before paths were stored relative (`runs/x/methods/y/checkpoints/
+        step_07`, with a `loader` entry) are read by the checkpoint's folder name."""
+        try:
+            spec = load_json(self.adapter_path)
+            method, checkpoint = str(spec["method"]), PurePosixPath(str(spec["checkpoint"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{self.adapter_path}: expected {{\"method\": …, \"checkpoint\": …}} ({err!r})") from err
+        if not checkpoint.is_absolute() and ".." not in checkpoint.parts and "loader" not in spec:
+            path = self.path / checkpoint
+        else:  # an older adapter.json: its path was relative to where training was started
+            path = self.path / "checkpoints" / checkpoint.name
+        if not path.is_dir():
+            raise CheckpointError(f"{self.adapter_path}: checkpoint {path} not found")
+        return method, path
 
 
 # Config sections that shape the shared stages of a run (data, tokenizer, evaluator, language model).

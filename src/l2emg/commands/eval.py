@@ -81,7 +81,7 @@ def reference(
     seed: int = typer.Option(0),
 ) -> None:
     """The real-motion reference row on a split (like HumanML3D's "Real motion" row)."""
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.eval.evaluate import reference_row
     from l2emg.eval.evaluator import Evaluator
     from l2emg.eval.report import format_summary
@@ -152,7 +152,7 @@ def motions(
 
     MOTIONS holds, per test motion ID whose caption produced it: ID.npy with raw (denormalised) (T, 263) features, or (K, T, 263) for K generations; or a folder ID/ of K .npy generations; and optionally ID.txt whose first line is the caption used (default: the ID's first caption). MultiModality is reported when there are 2 or more generations per ID.
     """
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.eval.evaluate import evaluate_motions
     from l2emg.eval.evaluator import Evaluator
     from l2emg.utils.io import save_json

@@ -8,7 +8,7 @@ Writes the animation (GIF or MP4, by the suffix of --out or --mp4), the joints (
 metres) and a `.bvh` next to it. The run folder must hold `lm/` (the extended backbone and
 `motion_vocab.json`) and `tokenizer/`; `--method` picks a trained method under `RUN/methods/` (a name
 such as `esmoe`, or a folder name such as `esmoe-unseen-o1`); without it the run's only trained
-method is used, or the plain backbone when none is trained (see `l2emg.lm.motion_lm`).
+method is used, or the plain backbone when none is trained (see `l2emg.generator`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def generate(
         raise ConfigError(f"{out}: --out must end in .gif or .mp4")
     from rich.console import Console
 
-    from l2emg.lm.motion_lm import load_generator
+    from l2emg.generator import load_generator
     from l2emg.motion.bvh import write_bvh
     from l2emg.motion.render import render_motion
     from l2emg.utils.io import save_npy

@@ -28,8 +28,9 @@ def run(
     every scenario, so an interrupted run continues where it stopped.
     """
     from l2emg.config import load_config
-    from l2emg.continual.trainer import StreamTrainer, write_report
-    from l2emg.pipeline import prepare_run
+    from l2emg.continual.report import write_report
+    from l2emg.continual.trainer import StreamTrainer
+    from l2emg.pipeline import prepare_run, write_summary
 
     started = time.time()
     config = load_config(profile, set_)
@@ -38,27 +39,4 @@ def run(
         trainer = StreamTrainer(run, config, progress=progress)
         write_report(trainer, trainer.run_stream())
     write_summary(run, time.time() - started)
-    console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.path / 'summary.md'}")
-
-
-def write_summary(run, seconds: float) -> None:
-    """RUN/summary.md: what each stage produced, with the numbers it measured."""
-    from l2emg.utils.io import atomic_write_text, load_json
-
-    stages = run.manifest()["stages"]
-    lines = [f"# Run `{run.path}`", "", f"Profile `{run.config().profile}`; this invocation took {seconds:.0f} s.", ""]
-    for stage, info in stages.items():
-        details = ", ".join(f"{k}={v}" for k, v in info.items() if k != "finished_at")
-        lines.append(f"- **{stage}** ({info.get('finished_at', '')}): {details}")
-    reference = run.path / "evaluator" / "reference_test.json"
-    if reference.exists():
-        from l2emg.eval.report import metrics_table_markdown
-
-        lines += ["", "## Real-motion reference row (test split)", "",
-                  metrics_table_markdown({"Real motion": load_json(reference)["metrics"]})]
-    for report in sorted((run.path / "methods").glob("*/report.md")):
-        lines += ["", f"## {report.parent.name}", "", f"[{report}]({report.relative_to(run.path)})", ""]
-        lines += [line for line in report.read_text().splitlines() if line.startswith("|")]
-    if (run.previews_dir / "index.md").exists():
-        lines += ["", f"Previews: [{run.previews_dir / 'index.md'}](previews/index.md)"]
-    atomic_write_text(run.path / "summary.md", "\n".join(lines) + "\n")
+    console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.summary_path}")

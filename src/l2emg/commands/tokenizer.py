@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from l2emg.data.formats import SPLITS
+from l2emg.data.layout import SPLITS
 from l2emg.errors import DataError
 
 app = typer.Typer(help="Train, apply and evaluate the VQ-VAE motion tokenizer.", no_args_is_help=True)
@@ -69,7 +69,7 @@ def train(
     where it stopped when the same command is run again.
     """
     from l2emg.config import load_config, save_config
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.tokenizer.api import MotionTokenizer
     from l2emg.tokenizer.evaluate import evaluate_tokenizer
     from l2emg.tokenizer.train import train_tokenizer
@@ -103,7 +103,7 @@ def encode(
     split: Optional[str] = typer.Option(None, help="only this split (train/val/test); default: all"),
 ) -> None:
     """Encode every motion of a dataset into codes: a JSON file mapping each motion id to its code list."""
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.tokenizer.api import MotionTokenizer
     from l2emg.utils.io import save_json
 
@@ -190,7 +190,7 @@ def eval_(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """MPJPE of reconstructed joints (overall, per scenario, per emotion), codebook usage and perplexity."""
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
     from l2emg.tokenizer.api import MotionTokenizer
     from l2emg.tokenizer.evaluate import evaluate_tokenizer
     from l2emg.utils.io import save_json

@@ -29,7 +29,8 @@ def train(
     """
     from l2emg.config import load_config
     from l2emg.continual.methods import method_class
-    from l2emg.continual.trainer import StreamTrainer, method_label, write_report
+    from l2emg.continual.report import method_label, write_report
+    from l2emg.continual.trainer import StreamTrainer
     from l2emg.eval.report import table2_header, table2_row
     config = load_config(profile, set_)
     if method:
@@ -40,7 +41,7 @@ def train(
         metrics = write_report(trainer, results)
         console.print(table2_header())
         console.print(table2_row(method_label(trainer.method_name), metrics))
-        console.print(f"report: {trainer.dir / 'report.md'}")
+        console.print(f"report: {trainer.method_run.report_path}")
 
 
 def _prepared(run_dir: Path, config, progress: bool):

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from l2emg.data.labels import EMOTIONS
 from l2emg.data.stream import InstructionSample
 from l2emg.errors import DataError
+from l2emg.labels import EMOTIONS
 from l2emg.lm.prompts import IGNORE_INDEX, collate, encode_example
 
 EMOTION_INDEX = {e: k for k, e in enumerate(EMOTIONS)}

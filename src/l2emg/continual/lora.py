@@ -18,7 +18,8 @@ Three parts, kept apart as in PEFT:
 - `inject_experts(model, targets, …)` swaps the targeted `nn.Linear`s / `nn.Embedding`s of a model
   for `ExpertLinear`s / `ExpertEmbedding`s (with per-layer-kind ranks, PEFT's `rank_pattern` /
   `alpha_pattern`), freezes the model, and returns an `ExpertBank`: the handle through which
-  methods add, freeze, route, merge, save and load experts.
+  methods add, freeze, route and merge experts (a method's checkpoint, `l2emg.continual.checkpoint`,
+  saves them with the rest of its state).
 
 Storage choice: every expert is its own (A, B) Parameter pair, and freezing is `requires_grad`.
 A frozen expert then gets no gradient at all, so no optimizer (not even one with weight decay or
@@ -37,17 +38,15 @@ which costs k/K of the fused product over the batch's K experts.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.errors import CheckpointError, ConfigError
+from l2emg.errors import ConfigError
 
 __all__ = [
     "ExpertBank",
@@ -59,7 +58,6 @@ __all__ = [
     "inject_experts_from_config",
 ]
 
-_FILE_FORMAT = "l2emg-expert-bank-v1"
 
 
 class RoutingState:
@@ -556,100 +554,6 @@ class ExpertBank:
         """Restore every base weight exactly."""
         for layer in self.layers.values():
             layer.unmerge()
-
-    # -- state --------------------------------------------------------------------------------------
-    def describe(self) -> dict:
-        return {
-            "format": _FILE_FORMAT,
-            "rank": self.rank,
-            "alpha": self.alpha,
-            "num_experts": self.num_experts,
-            "rank_pattern": self.rank_pattern,
-            "alpha_pattern": self.alpha_pattern,
-            "target_modules": self.target_modules,
-            "layers": list(self.layers),
-        }
-
-    @staticmethod
-    def _key(expert_id: int, layer_name: str, factor: str) -> str:
-        return f"expert.{expert_id}.{layer_name}.{factor}"
-
-    def state_dict_for(self, expert_ids: Iterable[int] | None = None) -> dict[str, Tensor]:
-        """Flat {name: tensor} of the given experts (all when None), names `expert.{i}.{layer}.lora_A|B`."""
-        ids = range(self.num_experts) if expert_ids is None else list(expert_ids)
-        state: dict[str, Tensor] = {}
-        for e in ids:
-            for name, layer in self.layers.items():
-                a, b = layer.expert_parameters(e)
-                state[self._key(e, name, "lora_A")] = a.detach().cpu().clone().contiguous()
-                state[self._key(e, name, "lora_B")] = b.detach().cpu().clone().contiguous()
-        return state
-
-    def load_expert_state(self, state: Mapping[str, Tensor], source: str = "expert state") -> list[int]:
-        """Copy experts from `state_dict_for` output into the bank, adding missing experts first.
-
-        Every expert in `state` must have all layers of this bank with matching shapes; the loaded
-        experts keep their indices. Returns the loaded expert ids. Errors name `source`."""
-        by_expert: dict[int, dict[tuple[str, str], Tensor]] = {}
-        for key, tensor in state.items():
-            head, _, rest = key.partition(".")
-            expert_str, _, rest = rest.partition(".")
-            layer_name, _, factor = rest.rpartition(".")
-            if head != "expert" or not expert_str.isdigit() or factor not in ("lora_A", "lora_B"):
-                raise CheckpointError(f"{source}: unexpected tensor name {key!r} (want expert.<i>.<layer>.lora_A|lora_B)")
-            if layer_name not in self.layers:
-                raise CheckpointError(f"{source}: tensor {key!r} is for layer {layer_name!r}, which this model does not have")
-            by_expert.setdefault(int(expert_str), {})[(layer_name, factor)] = tensor
-        for e, tensors in sorted(by_expert.items()):
-            for name, layer in self.layers.items():
-                for factor, shape in (("lora_A", (layer.rank, layer.in_features)), ("lora_B", (layer.out_features, layer.rank))):
-                    t = tensors.get((name, factor))
-                    if t is None:
-                        raise CheckpointError(f"{source}: missing tensor {self._key(e, name, factor)!r}")
-                    if tuple(t.shape) != shape:
-                        raise CheckpointError(
-                            f"{source}: tensor {self._key(e, name, factor)!r} has shape {tuple(t.shape)}, "
-                            f"the model needs {shape} (rank or backbone mismatch)")
-        if by_expert:
-            while self.num_experts <= max(by_expert):
-                self.add_expert(trainable=False)
-        with torch.no_grad():
-            for e, tensors in by_expert.items():
-                for name, layer in self.layers.items():
-                    a, b = layer.expert_parameters(e)
-                    a.copy_(tensors[(name, "lora_A")])
-                    b.copy_(tensors[(name, "lora_B")])
-        return sorted(by_expert)
-
-    def save(self, path: str | Path, expert_ids: Iterable[int] | None = None) -> None:
-        """Write experts to a safetensors file atomically, with the bank's shape facts as metadata."""
-        from safetensors.torch import save as safetensors_save
-
-        from l2emg.utils.io import atomic_write_bytes
-
-        meta = {k: json.dumps(v) for k, v in self.describe().items()}
-        atomic_write_bytes(path, safetensors_save(self.state_dict_for(expert_ids), metadata=meta))
-
-    def load(self, path: str | Path) -> list[int]:
-        """Load experts written by `save` (rank and alpha must match this bank)."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: expert file not found")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:  # safetensors raises its own error types for corrupt files
-            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
-        if json.loads(meta.get("format", "null")) != _FILE_FORMAT:
-            raise CheckpointError(f"{path}: not an l2emg expert-bank file (metadata 'format' missing or wrong)")
-        for field in ("rank", "alpha", "rank_pattern", "alpha_pattern"):
-            saved = json.loads(meta.get(field, "{}" if field.endswith("pattern") else "null"))
-            if saved != getattr(self, field):
-                raise CheckpointError(f"{path}: experts were saved with {field}={saved}, this bank has {field}={getattr(self, field)}")
-        return self.load_expert_state(state, source=str(path))
 
 
 def _matches(name: str, target: str) -> bool:

@@ -13,74 +13,36 @@ again resumes after the last finished step and ends with exactly the metrics of 
 run. Training goes through Hugging Face Accelerate: one process here, several processes or GPUs
 with `accelerate launch` / `torchrun` (evaluation and checkpoints happen on the main process).
 
-Method run folder `RUN/methods/<method>-<split>-o<order>/`:
-    progress.json            finished steps
-    checkpoints/step_XX/     adapters.safetensors + structure.json (+ the training log of that step)
-    results.json             per-step, per-scenario metrics (continual_metrics' format)
-    adapter.json             how `l2emg generate` loads this method's adapters
+The method run folder (`RUN/methods/<method>-<split>-o<order>/`) is laid out by
+`l2emg.runs.MethodRunDir`; checkpoints are `l2emg.continual.checkpoint`'s; the report is
+`l2emg.continual.report`'s.
 """
 
 from __future__ import annotations
 
-import math
-import shutil
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from l2emg.config import Config
+from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint
 from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes, drop_captions
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
-from l2emg.data.formats import MotionDataset, load_dataset
+from l2emg.data.reader import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
 from l2emg.errors import CheckpointError
 from l2emg.lm.prompts import prompt_ids
-from l2emg.runs import RunDir
+from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import load_json, save_json
+from l2emg.utils.progress import progress_bar
+from l2emg.utils.schedule import warmup_cosine
+from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
 
 console = Console(stderr=True)
-
-ADAPTER_FILE = "adapters.safetensors"
-STRUCTURE_FILE = "structure.json"
-
-
-def method_run_name(method: str, split: str, order: int) -> str:
-    return f"{method}-{split}-o{order}"
-
-
-def step_seed(seed: int, step: int, purpose: int = 0) -> int:
-    """A distinct, reproducible seed for each step (and purpose within the step)."""
-    return (int(seed) * 1_000_003 + step * 7_919 + purpose * 104_729) % (2**31 - 1)
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up then cosine decay to `min_ratio`."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, disable=not enabled)
-
 
 class StreamTrainer:
     """Runs one method over one stream inside a prepared run directory (see `l2emg.pipeline`)."""
@@ -94,7 +56,7 @@ class StreamTrainer:
         self.run = run
         self.progress = progress
         self.stop_after_step = stop_after_step  # for tests: behave as if killed after this step
-        self.dir = run.path / "methods" / method_run_name(self.method_name, updates["split"], updates["order"])
+        self.method_run: MethodRunDir = run.method_run(self.method_name, updates["split"], updates["order"])
         if accelerator is None:
             from accelerate import Accelerator
 
@@ -113,14 +75,14 @@ class StreamTrainer:
         self.stream: Stream = stream_from_config(self.dataset, cfg.stream)
         if cfg.stream.max_subsets:
             self.stream.subsets = self.stream.subsets[: cfg.stream.max_subsets]
-        self.codes = load_json(self.run.path / "codes.json")
-        self.lm = MotionLM.load(self.run.path / "lm", dtype=cfg.lm.dtype)
+        self.codes = load_json(self.run.codes_path)
+        self.lm = MotionLM.load(self.run.lm_dir, dtype=cfg.lm.dtype)
         self.lm.model.to(device)
         self.method: ContinualMethod = method_class(self.method_name)(cfg, self.lm)
         self.method.setup()
         self.method.to(device)
-        self.motion_tokenizer = MotionTokenizer.from_pretrained(self.run.path / "tokenizer", device=device)
-        self.evaluator = Evaluator.from_pretrained(self.run.path / "evaluator")
+        self.motion_tokenizer = MotionTokenizer.from_pretrained(self.run.tokenizer_dir, device=device)
+        self.evaluator = Evaluator.from_pretrained(self.run.evaluator_dir)
 
     def steps(self) -> list[tuple[str, list[str]]]:
         """(name, training motion ids) per step: one per subset, or the union for joint training."""
@@ -140,31 +102,14 @@ class StreamTrainer:
         return build_examples(samples, self.codes, self.lm.tokenizer, self.lm.vocab, self.config.lm.max_length)
 
     # -- checkpoints --------------------------------------------------------------------------------
-    def _progress_file(self) -> Path:
-        return self.dir / "progress.json"
-
     def finished_steps(self) -> int:
-        path = self._progress_file()
-        return int(load_json(path)["finished_steps"]) if path.exists() else 0
-
-    def _checkpoint_dir(self, step: int) -> Path:
-        return self.dir / "checkpoints" / f"step_{step:02d}"
+        return self.method_run.finished_steps()
 
     def _save_checkpoint(self, step: int, log: dict[str, Any]) -> None:
-        target = self._checkpoint_dir(step)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(self.method.adapter_state(), str(tmp / ADAPTER_FILE))
-        save_json(tmp / STRUCTURE_FILE, {"method": self.method_name, "step": step,
-                                         "structure": self.method.structure()})
-        save_json(tmp / "train_log.json", log)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        save_checkpoint(self.method, self.method_name, step, log, self.method_run.checkpoint_dir(step))
 
     def _load_checkpoint(self, step: int) -> None:
-        path = self._checkpoint_dir(step)
-        load_method_state(self.method, path, self.method_name)
+        load_checkpoint(self.method, self.method_run.checkpoint_dir(step), self.method_name)
 
     # -- training -----------------------------------------------------------------------------------
     def train_step(self, step: int, name: str, ids: list[str]) -> dict[str, Any]:
@@ -178,12 +123,9 @@ class StreamTrainer:
         if not params:
             raise CheckpointError(f"method {self.method_name}: nothing to train at step {step}")
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        generator = torch.Generator()
-        generator.manual_seed(step_seed(cfg.seed, step, purpose=1))
-        corruption = torch.Generator()
-        corruption.manual_seed(step_seed(cfg.seed, step, purpose=3))
-        dropout = torch.Generator()
-        dropout.manual_seed(step_seed(cfg.seed, step, purpose=4))
+        generator = seeded_generator(step_seed(cfg.seed, step, purpose=1))
+        corruption = seeded_generator(step_seed(cfg.seed, step, purpose=3))
+        dropout = seeded_generator(step_seed(cfg.seed, step, purpose=4))
         unconditional = prompt_ids(self.lm.tokenizer, self.lm.vocab, "")
         pad_id = self.lm.tokenizer.pad_token_id or 0
 
@@ -194,15 +136,15 @@ class StreamTrainer:
                             collate_fn=collate_fn)
         total = cfg.epochs * len(loader)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
+            optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
         acc = self.accelerator
         model, optimizer, loader = acc.prepare_model(self.method), acc.prepare_optimizer(optimizer), \
             acc.prepare_data_loader(loader)
         losses: list[float] = []
         extra: dict[str, list[float]] = {}
         started = time.time()
-        with _progress(self.progress and acc.is_main_process) as bar:
-            task = bar.add_task(f"step {step + 1}: {name}", total=cfg.epochs * len(loader), info="")
+        with progress_bar(f"step {step + 1}: {name}", cfg.epochs * len(loader),
+                          enabled=self.progress and acc.is_main_process) as bar:
             for _epoch in range(cfg.epochs):
                 for batch in loader:
                     batch["input_ids"] = corrupt_motion_codes(batch["input_ids"], self.lm.vocab, cfg.code_corruption,
@@ -217,7 +159,7 @@ class StreamTrainer:
                     for key, value in out.items():
                         if key != "loss":
                             extra.setdefault(key, []).append(float(value.detach()))
-                    bar.update(task, advance=1, info=f"loss {np.mean(losses[-20:]):.3f}")
+                    bar.advance(info=f"loss {np.mean(losses[-20:]):.3f}")
         acc.wait_for_everyone()
         self.method.end_scenario(step, ctx)
         acc.free_memory()
@@ -252,63 +194,63 @@ class StreamTrainer:
         cfg = self.config.train
         results: dict[str, Any] = {}
         transfer: dict[str, Any] = {}
-        for j, subset in enumerate(self.stream.subsets):
-            ids = self.test_ids(subset)
-            if not ids:
-                continue  # a subset without test motions has no column entries (NaN in the matrices)
-            captions = [self.dataset.by_id(i).captions[0].text for i in ids]
-            generations: dict[str, list[np.ndarray]] = {i: [] for i in ids}
-            for g in range(cfg.eval_generations):
-                feats = self.generate_features(captions, seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
-                for motion_id, f in zip(ids, feats):
-                    generations[motion_id].append(f)
-            evaluation = evaluate_motions(self.evaluator, generations, self.dataset, "test", ids,
-                                          captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
-                                          seed=step_seed(cfg.seed, step, purpose=2))
-            results[subset.name] = evaluation["metrics"]
-            if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
-                transfer[subset.name] = evaluation["transfer"]
+        motions = sum(len(self.test_ids(s)) for s in self.stream.subsets) * cfg.eval_generations
+        with progress_bar(f"step {step + 1}: evaluating", motions, enabled=self.progress) as bar:
+            for j, subset in enumerate(self.stream.subsets):
+                ids = self.test_ids(subset)
+                if not ids:
+                    continue  # a subset without test motions has no column entries (NaN in the matrices)
+                captions = [self.dataset.by_id(i).captions[0].text for i in ids]
+                generations: dict[str, list[np.ndarray]] = {i: [] for i in ids}
+                for g in range(cfg.eval_generations):
+                    feats = self.generate_features(captions, seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
+                    for motion_id, f in zip(ids, feats):
+                        generations[motion_id].append(f)
+                    bar.advance(len(ids), info=subset.name)
+                evaluation = evaluate_motions(self.evaluator, generations, self.dataset, "test", ids,
+                                              captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
+                                              seed=step_seed(cfg.seed, step, purpose=2))
+                results[subset.name] = evaluation["metrics"]
+                if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
+                    transfer[subset.name] = evaluation["transfer"]
         return {"results": results, "transfer": transfer}
 
     # -- the stream ---------------------------------------------------------------------------------
-    def results_path(self) -> Path:
-        return self.dir / "results.json"
-
     def _save_or_check_config(self) -> None:
         """The method run's resolved config: saved on the first start, and a resume must match it."""
         from l2emg.config import read_saved_config, save_config
         from l2emg.runs import config_differences
 
-        path = self.dir / "config.yaml"
+        path = self.method_run.config_path
         if path.exists() and self.finished_steps():
             changed = [c for c in config_differences(read_saved_config(path), self.config) if c != "profile"]
             if changed:
                 raise CheckpointError(f"{path}: this method run was started with another config (differs in: "
-                                      f"{', '.join(changed)}); remove {self.dir} or use the same settings")
+                                      f"{', '.join(changed)}); remove {self.method_run.path} or use the same settings")
         elif self.accelerator.is_main_process:
             save_config(self.config, path)
 
     def run_stream(self) -> dict[str, Any]:
         """Train and evaluate every step not finished yet; return the results dict."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.method_run.path.mkdir(parents=True, exist_ok=True)
         self._save_or_check_config()
         self._load()
         acc = self.accelerator
         steps = self.steps()
         done = self.finished_steps()
-        results = load_json(self.results_path()) if self.results_path().exists() and done else {
+        results = load_json(self.method_run.results_path) if self.method_run.results_path.exists() and done else {
             "method": self.method_name, "split": self.config.stream.split, "order": self.config.stream.order,
             "joint_training": self.method.joint_training,
             "scenarios": [s.name for s in self.stream.subsets], "steps": [],
         }
         results["steps"] = results["steps"][:done]
         if acc.is_main_process:
-            console.print(f"[bold]{self.dir.name}[/]: {len(steps)} steps on {acc.num_processes} process(es) "
+            console.print(f"[bold]{self.method_run.name}[/]: {len(steps)} steps on {acc.num_processes} process(es) "
                           f"({acc.distributed_type.value}, device {acc.device})")
         if done:
             self._load_checkpoint(done - 1)
             if acc.is_main_process:
-                console.print(f"[bold]{self.dir.name}[/]: resuming after step {done} of {len(steps)}")
+                console.print(f"[bold]{self.method_run.name}[/]: resuming after step {done} of {len(steps)}")
         for step in range(done, len(steps)):
             name, ids = steps[step]
             log = self.train_step(step, name, ids)
@@ -317,131 +259,11 @@ class StreamTrainer:
                 evaluation = self.evaluate(step)
                 results["steps"].append({"scenario": name, "train": {k: v for k, v in log.items() if k != "loss"},
                                          **evaluation})
-                save_json(self.results_path(), results)
-                save_json(self._progress_file(), {"finished_steps": step + 1, "total_steps": len(steps)})
+                save_json(self.method_run.results_path, results)
+                save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps)})
             acc.wait_for_everyone()
             if self.stop_after_step is not None and step >= self.stop_after_step:
                 break
         if acc.is_main_process and self.finished_steps() == len(steps):
-            save_json(self.dir / "adapter.json", {"loader": "l2emg.continual.trainer:load_adapters",
-                                                  "method": self.method_name,
-                                                  "checkpoint": str(self._checkpoint_dir(len(steps) - 1))})
+            self.method_run.mark_finished(self.method_name, len(steps) - 1)
         return results
-
-
-def load_method_state(method: ContinualMethod, checkpoint: Path, method_name: str) -> None:
-    """Rebuild a set-up method's structure and load its adapter tensors from a checkpoint folder."""
-    structure_path = checkpoint / STRUCTURE_FILE
-    tensors_path = checkpoint / ADAPTER_FILE
-    for path in (structure_path, tensors_path):
-        if not path.exists():
-            raise CheckpointError(f"{path}: missing from the checkpoint")
-    saved = load_json(structure_path)
-    if saved.get("method") != method_name:
-        raise CheckpointError(f"{structure_path}: checkpoint of method {saved.get('method')!r}, not {method_name!r}")
-    method.restore_structure(saved.get("structure", {}))
-    try:
-        state = load_file(str(tensors_path))
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"{tensors_path}: unreadable safetensors file ({err})") from err
-    method.load_adapter_state(state, source=str(tensors_path))
-
-
-def load_adapters(model: torch.nn.Module, method_dir: Path) -> Callable | None:
-    """`adapter.json` loader for `l2emg generate`: inject the method into `model`, load its final
-    checkpoint, and return its generation hook."""
-    from l2emg.config import read_saved_config
-    from l2emg.lm.motion_lm import VOCAB_FILE, MotionLM
-    from l2emg.lm.vocab import MotionVocab
-
-    spec = load_json(method_dir / "adapter.json")
-    run_dir = method_dir.parent.parent
-    config = read_saved_config(method_dir / "config.yaml")
-    lm = MotionLM(model, None, MotionVocab.load(run_dir / "lm" / VOCAB_FILE))
-    method = method_class(spec["method"])(config, lm)
-    method.setup()
-    load_method_state(method, Path(spec["checkpoint"]), spec["method"])
-    method.eval()
-    return method.prepare_generation
-
-
-METHOD_LABELS = {"mtl": "MTL", "seqlora": "SeqLoRA", "esmoe": "ES-MoE", "esmoe_wo_cged": "w/o CGED",
-                 "esmoe_wo_samoe": "w/o SAMoE", "esmoe_wo_lemo": "w/o L_emo"}
-
-
-def method_label(name: str) -> str:
-    """The name Table 2 prints for a method."""
-    return METHOD_LABELS.get(name, name)
-
-
-def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, Any]:
-    """Table-2 row, continual metrics, heatmaps and a GIF grid of one emotion across scenarios."""
-    from l2emg.eval.continual_metrics import (
-        AVERAGE_METRICS,
-        average_ci95,
-        continual_metrics,
-        matrices_from_results,
-        save_continual_metrics,
-    )
-    from l2emg.eval.report import render_heatmaps, table2_header, table2_row
-
-    out = trainer.dir
-    if results.get("joint_training"):
-        # One evaluation after joint training: the averages of that row; FR does not apply.
-        row = results["steps"][0]["results"]
-        metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None}
-        for key, name in AVERAGE_METRICS.items():
-            cells = [row[s][key] for s in results["scenarios"] if row.get(s, {}).get(key)]  # no test motions: no cell
-            metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
-            metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
-        figures: list[Path] = []
-    else:
-        perf = matrices_from_results(results, str(trainer.results_path()))
-        metrics = continual_metrics(perf)
-        save_continual_metrics(out / "continual_metrics.json", perf, metrics)
-        figures = render_heatmaps(perf, out / "figures")
-    transfer = [s.get("transfer") for s in results["steps"][-1:]]
-    metrics["emotion_transfer"] = transfer[0] if transfer else None
-    save_json(out / "metrics.json", metrics)
-    label = method_label(results["method"])
-    table = table2_header() + "\n" + table2_row(label, metrics)
-    samples = render_emotion_samples(trainer, out / "samples")
-    lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "",
-             "FR in percentage points of top-1 R-Precision, as the paper prints it.", ""]
-    lines += [f"![{p.stem}]({p.relative_to(out)})" for p in figures + samples]
-    from l2emg.utils.io import atomic_write_text
-
-    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    return metrics
-
-
-def render_emotion_samples(trainer: StreamTrainer, out_dir: Path, emotions: tuple[str, ...] = ("sad", "happy"))\
-        -> list[Path]:
-    """For each emotion, one test caption per scenario with that emotion -> a GIF grid (the paper's
-    Figure 1/4 idea: the same emotion expressed across scenarios)."""
-    from l2emg.motion.features import recover_joints
-    from l2emg.motion.render import render_grid
-
-    count = trainer.config.train.report_samples
-    if count == 0:
-        return []
-    paths = []
-    for emotion in emotions:
-        picks = []
-        for subset in trainer.stream.subsets:
-            for motion_id in subset.test:
-                record = trainer.dataset.by_id(motion_id)
-                if record.emotion == emotion and (subset.primary_scenario in (None, record.scenario)):
-                    picks.append(record)
-                    break
-        picks = picks[:count]
-        if not picks:
-            continue
-        captions = [r.captions[0].text for r in picks]
-        features = trainer.generate_features(captions, seed=step_seed(trainer.config.train.seed, 999))
-        joints = [np.asarray(recover_joints(f)) for f in features]
-        path = out_dir / f"{emotion}_across_scenarios.{trainer.config.preview.format}"
-        render_grid(joints, captions, path, fps=trainer.config.preview.fps, size=trainer.config.preview.size,
-                    titles=[r.scenario for r in picks])
-        paths.append(path)
-    return paths

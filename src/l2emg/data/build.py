@@ -3,12 +3,12 @@
 `build_dataset(config, out_dir)` runs the procedural generator, canonicalises each motion's joints
 (floor at y=0, frame-0 root at the XZ origin, facing +Z), extracts HumanML3D features, tags the
 captions, assigns one global split per motion (`l2emg.data.splits`), computes Mean/Std on the train
-split only and writes the HumanML3D-layout folder described in `l2emg.data.formats`.
+split only and writes the HumanML3D-layout folder described in `l2emg.data.layout`.
 
-Crash safety: everything is written into a sibling staging folder (`.<name>.partial`) that is
-synced and renamed onto `out_dir` only when complete, with `dataset.json` written last inside it. An
-interrupted build therefore leaves `out_dir` untouched (absent or empty); the next run deletes the
-stale staging folder and restarts. Re-running on a finished folder built from the same data config
+Crash safety: everything is written through `l2emg.utils.io.atomic_save_dir` (a sibling staging
+folder, synced and renamed onto `out_dir` only when complete, with `dataset.json` written last
+inside it). An interrupted build therefore leaves `out_dir` untouched (absent or empty); a staging
+folder left by a killed process is deleted by the next run, which restarts. Re-running on a finished folder built from the same data config
 does nothing and returns the recorded summary.
 
 Speed: the generator plans every motion up front (`plan_motions`) and synthesises each from its own
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,21 +28,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from l2emg.config import Config, DataConfig
-from l2emg.data.formats import (
-    FEATURE_DIM,
-    FEATURES_DIR,
-    META_FILE,
-    NUM_JOINTS,
-    SPLITS,
-    Caption,
-    MotionRecord,
-    write_index,
-    write_motion,
-)
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.layout import FEATURE_DIM, FEATURES_DIR, META_FILE, NUM_JOINTS, SPLITS
+from l2emg.data.records import Caption, MotionRecord
 from l2emg.data.splits import assign_splits
+from l2emg.data.writer import write_index, write_motion
 from l2emg.errors import DataError
-from l2emg.utils.io import load_json, load_npy
+from l2emg.labels import EMOTIONS, SCENARIOS
+from l2emg.utils.io import atomic_save_dir, load_json, load_npy
+from l2emg.utils.progress import progress_bar
 
 POOL_MIN_MOTIONS = 100  # below this, starting worker processes costs more than it saves
 
@@ -131,10 +123,6 @@ def _start_pool(workers: int, data: DataConfig, staging: Path) -> Any:
     return multiprocessing.get_context(method).Pool(workers, _worker_init, (data, staging))
 
 
-def _staging_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.partial"
-
-
 def _finished_summary(out: Path, data_config: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded summary when `out` is a finished build of the same data config, else None/DataError."""
     meta_path = out / META_FILE
@@ -156,20 +144,6 @@ def _finished_summary(out: Path, data_config: dict[str, Any]) -> dict[str, Any] 
     return {**meta.get("build", {}), "status": "already built", "out_dir": str(out)}
 
 
-def _progress_bar(enabled: bool, total: int):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
-
-
 def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
                   workers: int | None = None) -> dict[str, Any]:
     """Generate the embedded benchmark into `out_dir` (HumanML3D layout) and return a summary dict.
@@ -178,9 +152,7 @@ def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
     POOL_MIN_MOTIONS motions on, else 1); 1 runs everything in this process through
     `generate_motions`. Both give byte-identical folders (only dataset.json's timings differ).
     """
-    from l2emg import __version__ as l2emg_version
     from l2emg.data import synth
-    from l2emg.motion.features import compute_feature_stats
 
     out = Path(out_dir)
     data_config = config.data.model_dump(mode="json")
@@ -188,15 +160,27 @@ def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
     if done is not None:
         return done
 
-    staging = _staging_dir(out)
-    if staging.exists():
-        shutil.rmtree(staging)  # left by an interrupted build: restart cleanly
-    staging.mkdir(parents=True)
-
     if workers is None:  # a pool pays off only when there is enough work to share
         workers = min(2, os.cpu_count() or 1) if config.data.num_motions >= POOL_MIN_MOTIONS else 1
 
     parallel = workers > 1 and hasattr(synth, "plan_motions") and hasattr(synth, "synthesize")
+    summary: dict[str, Any] = {}
+
+    def write(staging: Path) -> None:
+        summary.update(_build_into(staging, config, out, parallel, workers, progress))
+
+    atomic_save_dir(out, write)
+    return summary
+
+
+def _build_into(staging: Path, config: Config, out: Path, parallel: bool, workers: int,
+                progress: bool) -> dict[str, Any]:
+    """Generate, featurise and write every motion into `staging`; `dataset.json` last."""
+    from l2emg import __version__ as l2emg_version
+    from l2emg.data import synth
+    from l2emg.motion.features import compute_feature_stats
+
+    data_config = config.data.model_dump(mode="json")
     timing = {"generate_s": 0.0, "features_and_write_s": 0.0}
     start = time.perf_counter()
     records: list[MotionRecord] = []
@@ -209,8 +193,7 @@ def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
             results = pool.imap(_synthesize_and_process, synth.plan_motions(config.data), chunksize=16)
         else:
             results = _sequential(config, staging)
-        with _progress_bar(progress, config.data.num_motions) as bar:
-            task = bar.add_task("generating motions", total=config.data.num_motions)
+        with progress_bar("generating motions", config.data.num_motions, enabled=progress) as bar:
             for record, generate_s, process_s in results:
                 if record.motion_id in seen:
                     raise DataError(f"generator produced motion id {record.motion_id!r} twice")
@@ -218,7 +201,7 @@ def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
                 records.append(record)
                 timing["generate_s"] += generate_s
                 timing["features_and_write_s"] += process_s
-                bar.advance(task)
+                bar.advance()
     finally:
         if pool is not None:
             pool.terminate()
@@ -272,10 +255,4 @@ def build_dataset(config: Config, out_dir: str | Path, progress: bool = True,
     summary["timing_s"]["total"] = round(time.perf_counter() - start, 2)
     metadata["build"] = summary
     write_index(staging, records, mean, std, metadata)  # dataset.json last
-
-    os.sync()  # make every staged file durable before the folder becomes visible under its name
-    if out.exists():
-        out.rmdir()  # empty (checked above); a rename cannot replace a non-empty folder
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, out)
     return summary

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from l2emg.data.layout import SPLITS
 
 
 def _stable_seed(seed: int, *parts: object) -> int:

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from l2emg.data.formats import SPLITS, MotionDataset
-from l2emg.data.labels import EMOTIONS, SCENARIOS
+from l2emg.data.layout import SPLITS
+from l2emg.data.reader import MotionDataset
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.utils.io import save_json
 
 UNLABELLED = "(none)"

@@ -33,9 +33,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from l2emg.data.formats import SPLITS, MotionDataset
-from l2emg.data.labels import SCENARIOS
+from l2emg.data.layout import SPLITS
+from l2emg.data.reader import MotionDataset
 from l2emg.errors import DataError
+from l2emg.labels import SCENARIOS
 from l2emg.utils.io import save_json
 
 INSTRUCTION = "Generate a motion sequence that aligns with the following emotional text description."

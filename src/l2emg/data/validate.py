@@ -21,7 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from l2emg.data.formats import (
+from l2emg.data.labelmap import LabelMap
+from l2emg.data.layout import (
     FEATURE_DIM,
     FEATURES_DIR,
     HUMANML3D_MAX_FRAMES,
@@ -31,13 +32,11 @@ from l2emg.data.formats import (
     MEAN_FILE,
     META_FILE,
     NUM_JOINTS,
-    SPLITS,
     STD_FILE,
     TEXTS_DIR,
-    Caption,
-    LabelMap,
-    read_split_file,
 )
+from l2emg.data.reader import read_split_file, read_split_files
+from l2emg.data.records import Caption
 from l2emg.errors import DataError
 from l2emg.utils.io import load_npy
 
@@ -188,20 +187,13 @@ def check_dataset(root: str | Path, label_map: LabelMap | Mapping[str, Any] | st
             problems.append(Problem(str(meta_path), f"not valid JSON metadata ({err})"))
             metadata = {}
 
-    split_of: dict[str, str] = {}
-    found = False
-    for split in SPLITS:
-        path = root / f"{split}.txt"
-        if not path.exists():
-            continue
-        found = True
-        for motion_id in read_split_file(path):
-            if motion_id in split_of:
-                problems.append(Problem(str(path), f"motion {motion_id!r} is also listed in {split_of[motion_id]}.txt"))
-                continue
-            split_of[motion_id] = split
-    if not found:
+    def listed_twice(path: Path, split: str, motion_id: str, first_split: str) -> None:
+        problems.append(Problem(str(path), f"motion {motion_id!r} is also listed in {first_split}.txt"))
+
+    split_of = read_split_files(root, listed_twice)
+    if split_of is None:
         problems.append(Problem(str(root), "no split files (train.txt / val.txt / test.txt)"))
+        split_of = {}
     elif not split_of:
         problems.append(Problem(str(root), "split files list no motions"))
     all_path = root / "all.txt"

@@ -1,7 +1,7 @@
 """Evaluation: the trained evaluator (text/motion embeddings + emotion classifier), the
 text-to-motion metrics, the continual metrics over performance matrices, and reports.
 
-    evaluator.py          Evaluator, train_evaluator, Evaluator.from_pretrained
+    evaluator/            Evaluator, train_evaluator, Evaluator.from_pretrained
     evaluate.py           evaluate_motions, reference_row (and the held-out emotion-transfer measure)
     metrics.py            FID, R-Precision, MM-Dist, Diversity, MultiModality, weighted F1, mean ± CI
     continual_metrics.py  performance matrices -> AF, AR, AD, AMM, AWF, FR, BWT, FWT

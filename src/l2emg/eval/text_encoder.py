@@ -12,13 +12,13 @@ Embeddings are cached per caption string, so each caption is encoded once per pr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from l2emg.errors import CheckpointError
+from l2emg.utils.hf import quiet_transformers
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 # A fixed sentence whose embedding is stored with the evaluator, to detect at load time that the
@@ -58,8 +58,7 @@ class FrozenTextEncoder:
     def _model(self):
         key = str(self.path)
         if key not in self._models:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            quiet_transformers()
             from sentence_transformers import SentenceTransformer
 
             self._models[key] = SentenceTransformer(key, device="cpu")

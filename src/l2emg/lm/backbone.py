@@ -3,7 +3,7 @@
     path = build_tiny_backbone(config.lm, captions, "runs/default/lm/base")   # once; reused after
     model, tokenizer = load_backbone(path)                                    # or LLaMA-2-7B's folder
 
-The embedded backbone (DESIGN.md): no pretrained weights can be downloaded here, so we build a
+The embedded backbone (docs/design.md, "The embedded backbone"): no pretrained weights can be downloaded here, so we build a
 `transformers` `LlamaForCausalLM` (RMSNorm, rotary positions, SwiGLU, untied input/output embeddings
 as LLaMA-2) from `LMConfig.tiny_*`, with its own byte-level BPE tokenizer trained on the texts, and
 give it a short language warm-up on instruction + caption text only (next-token prediction, no motion
@@ -17,7 +17,6 @@ looks finished; a finished folder is reused without any work.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from l2emg.config import LMConfig
 from l2emg.errors import CheckpointError
+from l2emg.utils.hf import quiet_transformers
 from l2emg.utils.io import atomic_save_dir, load_json, save_json
 from l2emg.utils.progress import progress_bar
 from l2emg.utils.schedule import warmup_cosine
@@ -53,14 +53,6 @@ def missing_backbone_files(path: Path) -> list[str]:
     if not any((path / f).exists() for f in TOKENIZER_FILES):
         missing.append("tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
     return missing
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' per-file progress bars (l2emg shows its own progress)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 
 def load_backbone(path: str | Path, dtype: torch.dtype | str | None = None) -> tuple[nn.Module, Any]:

@@ -51,7 +51,7 @@ def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-def _cache_kwarg(model: nn.Module, cache) -> dict:
+def cache_kwarg(model: nn.Module, cache) -> dict:
     """The KV cache as the model's forward names it: `cache` (transformers ≥ 5.2x, where
     `past_key_values` is deprecated) or `past_key_values`."""
     import inspect
@@ -91,13 +91,13 @@ def _generate_batch(
             cache = DynamicCache(config=model.config)
         except TypeError:  # transformers < 4.56
             cache = DynamicCache()
-    cache_kwarg = _cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
+    cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
     positions = position_ids(mask)
     if embeds is not None:
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_kwarg,
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_arg,
                     use_cache=use_cache, logits_to_keep=1)
     else:
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_kwarg,
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
                     use_cache=use_cache, logits_to_keep=1)
     for step in range(max_codes):
         logits = out.logits[:, -1].float()  # (rows, V)
@@ -120,7 +120,7 @@ def _generate_batch(
             step_positions = positions[:, -1:] + 1
             positions = torch.cat([positions, step_positions], dim=1)
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
-                        **cache_kwarg, use_cache=True)
+                        **cache_arg, use_cache=True)
         else:  # recompute the whole sequence (reference path for tests)
             positions = position_ids(mask)
             if embeds is not None:

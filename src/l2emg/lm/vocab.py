@@ -3,7 +3,7 @@
 `add_motion_tokens` appends the K code tokens (contiguous ids, so code k is id `first_code_id + k`)
 and the start/end-of-motion markers to the tokenizer and grows the model's embedding matrices.
 
-How the new rows are made (DESIGN.md, "Motion-token embeddings"): they must not become a hidden
+How the new rows are made (docs/design.md, "Motion-token embeddings"): they must not become a hidden
 shared parameter that every continual method overwrites, so they are *built*, not learned:
 
 * code rows: the VQ codebook (K, D), centred, times a fixed seeded Gaussian projection D → hidden,
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from l2emg.errors import CheckpointError
 from l2emg.utils.io import load_json, save_json
+from l2emg.utils.seeding import seeded_generator
 
 FORMAT = "l2emg-motion-vocab"
 FORMAT_VERSION = 1
@@ -141,7 +142,7 @@ def motion_directions(codebook: Tensor, hidden: int, seed: int) -> tuple[Tensor,
     A fixed seeded Gaussian map D -> hidden of the centred codebook; float64 on the CPU so the result
     depends only on (codebook, seed), not on the device or thread count.
     """
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed)
     codes = codebook.detach().to("cpu", torch.float64)
     projection = torch.randn(codes.shape[1], hidden, generator=generator, dtype=torch.float64)
     markers = torch.randn(2, hidden, generator=generator, dtype=torch.float64)

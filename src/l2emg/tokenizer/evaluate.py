@@ -28,6 +28,7 @@ import torch
 from l2emg.errors import DataError
 from l2emg.motion.features import recover_joints
 from l2emg.tokenizer.api import MotionTokenizer
+from l2emg.utils.progress import progress_bar
 
 
 def code_statistics(code_lists: list[np.ndarray], codebook_size: int) -> dict[str, float]:
@@ -78,15 +79,13 @@ def evaluate_tokenizer(
     per_scenario: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     per_emotion: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     overall = [0.0, 0.0, 0, 0]
-    from rich.progress import track
-
-    for record, reference, reconstructed in track(
-        list(zip(records, motions, decoded)), description="evaluating", disable=not progress
-    ):
-        sums = (*_mpjpe_sums(reference, reconstructed[: len(reference)]), len(reference))
-        for bucket in (overall, per_scenario[record.scenario or "unknown"], per_emotion[record.emotion or "unknown"]):
-            for k in range(4):
-                bucket[k] += sums[k]
+    with progress_bar("evaluating", len(records), enabled=progress) as bar:
+        for record, reference, reconstructed in zip(records, motions, decoded):
+            sums = (*_mpjpe_sums(reference, reconstructed[: len(reference)]), len(reference))
+            for bucket in (overall, per_scenario[record.scenario or "unknown"], per_emotion[record.emotion or "unknown"]):
+                for k in range(4):
+                    bucket[k] += sums[k]
+            bar.advance()
 
     def summarise(bucket: list[float]) -> dict[str, float]:
         return {

@@ -39,6 +39,8 @@ from l2emg.tokenizer.losses import tokenizer_loss
 from l2emg.tokenizer.vqvae import VQVAE
 from l2emg.tokenizer.windows import FeatureBank, WindowSampler, fixed_windows
 from l2emg.utils.io import atomic_write_bytes, load_json, save_json
+from l2emg.utils.progress import progress_bar
+from l2emg.utils.seeding import seeded_generator
 
 STATE_FILE = "train_state.safetensors"
 HISTORY_FILE = "history.json"
@@ -191,27 +193,6 @@ def validate(model: VQVAE, windows: Tensor, mean: Tensor, std: Tensor, batch_siz
 # ---- the training loop ------------------------------------------------------------------------
 
 
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]tokenizer[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        disable=not enabled,
-    )
-
-
 def is_trained(out_dir: str | Path, cfg: TokenizerConfig) -> bool:
     """True when `out_dir` holds a finished tokenizer trained for at least cfg.iterations steps."""
     path = Path(out_dir) / CONFIG_FILE
@@ -234,7 +215,7 @@ def train_tokenizer(
     checkpoint, as a crash would (for tests of resumption); the next call resumes from the last
     periodic checkpoint.
     """
-    from l2emg.data.formats import load_dataset
+    from l2emg.data.reader import load_dataset
 
     cfg = config.tokenizer
     out = Path(out_dir)
@@ -263,7 +244,7 @@ def train_tokenizer(
     torch.manual_seed(cfg.seed)
     model = VQVAE(cfg).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = seeded_generator(cfg.seed)
     step = 0
     log: dict[str, Any] = {"history": [], "pending": {}, "elapsed_s": 0.0}
     state_path = out / STATE_FILE
@@ -273,8 +254,8 @@ def train_tokenizer(
 
     started = time.time() - float(log.get("elapsed_s", 0.0))
     keys = ("loss", "recon", "velocity", "joints", "heading", "commit", "perplexity", "resets")
-    with _progress(progress) as bar:
-        task = bar.add_task("train", total=cfg.iterations, completed=step, status="")
+    with progress_bar("tokenizer", cfg.iterations, enabled=progress) as bar:
+        bar.advance(step)  # a resumed run starts where it stopped
         while step < cfg.iterations:
             if stop_after is not None and step >= stop_after:
                 return {"steps": step, "stopped": True}
@@ -310,11 +291,11 @@ def train_tokenizer(
                 status = f"loss {entry['loss']:.4f}"
                 if "val_mpjpe_mm" in entry:
                     status += f" · val MPJPE {entry['val_mpjpe_mm']:.1f} mm"
-                bar.update(task, status=status + f" · ppl {entry['perplexity']:.0f}")
+                bar.info = status + f" · ppl {entry['perplexity']:.0f}"
             if step % cfg.checkpoint_interval == 0 or step == cfg.iterations:
                 log["elapsed_s"] = time.time() - started
                 save_train_state(state_path, model, optimizer, generator, step, log, fingerprint)
-            bar.update(task, completed=step)
+            bar.advance()
 
     elapsed = time.time() - started
     last = log["history"][-1] if log["history"] else {}
@@ -331,28 +312,3 @@ def train_tokenizer(
     save_json(out / HISTORY_FILE, log["history"])
     tokenizer.save_pretrained(out, training=summary)
     return summary
-
-
-def tokenizer_stage(run, config: Config, dataset_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """The pipeline's "tokenizer" stage in a `RunDir`: train into RUN_DIR/tokenizer, evaluate on
-    the test split (RUN_DIR/tokenizer/eval_test.json) and mark the stage done in the manifest."""
-    from l2emg.data.formats import load_dataset
-    from l2emg.tokenizer.evaluate import evaluate_tokenizer
-
-    if run.is_done("tokenizer"):
-        return run.stage_info("tokenizer")
-    out = run.subdir("tokenizer")
-    summary = train_tokenizer(config, dataset_dir, out, progress=progress)
-    tokenizer = MotionTokenizer.from_pretrained(out, config.tokenizer)
-    metrics = evaluate_tokenizer(tokenizer, load_dataset(dataset_dir), "test", progress=progress)
-    save_json(out / "eval_test.json", metrics)
-    info = {
-        "path": str(out),
-        "steps": summary["steps"],
-        "train_seconds": summary["elapsed_s"],
-        "test_mpjpe_mm": metrics["mpjpe_mm"],
-        "codebook_usage": metrics["codebook_usage"],
-        "perplexity": metrics["perplexity"],
-    }
-    run.mark_done("tokenizer", **info)
-    return info

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from l2emg.errors import DataError
 from l2emg.motion.features import FEATURE_DIM
+from l2emg.utils.seeding import seeded_generator
 
 
 @dataclass
@@ -98,4 +99,4 @@ def fixed_windows(bank: FeatureBank, window: int, count: int, seed: int) -> Tens
     if len(bank) == 0 or int(bank.lengths.max()) < window:
         return None
     sampler = WindowSampler(bank, window, count)
-    return sampler.sample(torch.Generator().manual_seed(seed))
+    return sampler.sample(seeded_generator(seed))

@@ -48,22 +48,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_save_dir(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp_dir)` into a temporary sibling of `target`, then rename it to `target`.
+    """Run `write(staging)` into the sibling staging folder `.<name>.partial`, make it durable, then
+    rename it onto `target` (an existing `target` is replaced).
 
-    An existing `target` is replaced (moved aside first, deleted after the rename).
+    A staging folder left by a killed process (SIGKILL, power loss) is removed before writing, and
+    a Python exception inside `write` removes it too: `target` is either the old folder or the
+    complete new one, never a mix.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / f".{target.name}.partial"
     old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        tmp.mkdir()
-        write(tmp)
+        staging.mkdir()
+        write(staging)
+        os.sync()  # every staged file is on disk before the folder becomes visible under its name
         if target.exists():
             os.replace(target, old)
-        os.replace(tmp, target)
+        os.replace(staging, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return target
 

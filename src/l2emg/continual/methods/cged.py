@@ -1,5 +1,5 @@
 """Causal-guided emotion decoupling (CGED): the block that turns prompt embeddings X into the
-emotion-highlighted input h (paper, "Causal-Guided Emotion Decoupling Block"; DESIGN.md "CGED input X").
+emotion-highlighted input h (paper, "Causal-Guided Emotion Decoupling Block"; docs/design.md, "CGED input X").
 
 The front-door adjustment P(Y | do(X)) ≈ Softmax(φ(s_x, s_m)) (Eq. 2, NWGM approximation) is
 implemented with two attentions, per prompt token:

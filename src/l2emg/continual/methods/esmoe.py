@@ -48,17 +48,14 @@ from l2emg.continual.lora import ExpertEmbedding, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
 from l2emg.continual.methods.gate import ExpertGate
-from l2emg.data.labels import EMOTIONS
 from l2emg.errors import CheckpointError
+from l2emg.labels import EMOTIONS
 from l2emg.lm.motion_lm import MotionLM
+from l2emg.utils.seeding import seeded_generator
 
 __all__ = ["ESMoE", "ESMoEWithoutCGED", "ESMoEWithoutSAMoE", "ESMoEWithoutLemo"]
 
 UNLABELLED = -100
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) % (2**63 - 1))
 
 
 class ESMoE(ContinualMethod):
@@ -96,7 +93,7 @@ class ESMoE(ContinualMethod):
                 self.gate = ExpertGate(gate_input, opts.key_dim, opts.query_rank, opts.max_experts,
                                        opts.temperature, opts.top_k, opts.mask_prob, seed=seed)
         if not self.use_samoe:  # one LoRA for the whole stream (SeqLoRA)
-            self.bank.add_expert(trainable=True, generator=_generator(seed))
+            self.bank.add_expert(trainable=True, generator=seeded_generator(seed))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
@@ -106,7 +103,7 @@ class ESMoE(ContinualMethod):
         if self.use_samoe:
             while self.bank.num_experts <= step:
                 index = self.bank.add_expert(trainable=False,
-                                             generator=_generator(self.config.train.seed * 1000 + self.bank.num_experts))
+                                             generator=seeded_generator(self.config.train.seed * 1000 + self.bank.num_experts))
                 if index > 0 and self.options.expert_init == "previous":
                     self.bank.copy_expert(index - 1, index)  # a warm start; expert index - 1 stays frozen
             while self.gate.num_experts < self.bank.num_experts:

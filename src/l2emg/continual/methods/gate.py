@@ -33,6 +33,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from l2emg.utils.seeding import seeded_generator
+
 __all__ = ["ExpertGate", "orthogonal_keys", "select_top_k", "INIT_GAIN"]
 
 INIT_GAIN = 0.3  # initial LayerNorm gain of the query: initial gate logits have about this std
@@ -42,7 +44,7 @@ def orthogonal_keys(count: int, dim: int, seed: int) -> Tensor:
     """(count, dim) rows that are mutually orthogonal, each of norm √dim (count ≤ dim)."""
     if count > dim:
         raise ValueError(f"{count} orthogonal keys need key_dim ≥ {count}, got {dim}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed)
     keys = torch.empty(count, dim)
     nn.init.orthogonal_(keys, generator=generator)  # orthonormal rows
     return keys * math.sqrt(dim)

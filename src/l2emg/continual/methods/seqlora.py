@@ -7,6 +7,7 @@ from torch import nn
 
 from l2emg.continual.lora import inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+from l2emg.utils.seeding import seeded_generator
 
 
 class SeqLoRA(ContinualMethod):
@@ -15,8 +16,7 @@ class SeqLoRA(ContinualMethod):
     def setup(self) -> None:
         self.bank = inject_experts_from_config(self.model, self.config.lora)
         self.freeze_backbone()
-        generator = _seeded(self.config.train.seed)
-        self.bank.add_expert(trainable=True, generator=generator)
+        self.bank.add_expert(trainable=True, generator=seeded_generator(self.config.train.seed))
 
     def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
         self.bank.set_trainable([0])
@@ -26,11 +26,3 @@ class SeqLoRA(ContinualMethod):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.bank.expert_parameters(0) + list(self.motion_embedding_params)
-
-
-def _seeded(seed: int):
-    import torch
-
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return generator

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from l2emg.data.labels import SCENARIOS
 from l2emg.data.synth import gaits, gestures, jumps
 from l2emg.data.synth.context import BuildContext, Built
+from l2emg.labels import SCENARIOS
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from l2emg.data.labels import EMOTIONS
+from l2emg.labels import EMOTIONS
 
 ADVERBIALS: dict[str, tuple[str, ...]] = {
     "neutral": ("calmly", "casually", "in a relaxed way", "with a neutral expression", "in an ordinary way",

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from l2emg.data.labels import EMOTIONS
 from l2emg.data.synth.body import CH, BodyTrack
 from l2emg.data.synth.curves import smooth_noise, smoothstep
+from l2emg.labels import EMOTIONS
 from l2emg.motion.skeleton import FPS
 
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from l2emg.config import DataConfig
-from l2emg.data.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
 from l2emg.data.synth.actions import ACTIONS, ACTIONS_BY_SCENARIO
 from l2emg.data.synth.body import mirror_joints, pose_joints
 from l2emg.data.synth.captions import make_captions
 from l2emg.data.synth.context import BuildContext
 from l2emg.data.synth.emotions import emotion_style, express, sample_intensity
 from l2emg.data.synth.rotations import rot_y
+from l2emg.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
 from l2emg.motion.skeleton import FPS
 
 

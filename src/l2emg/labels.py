@@ -7,7 +7,7 @@ SCENARIOS: tuple[str, ...] = (
     "Daily Life", "Sports", "Dance", "Shows", "Game", "Animation", "Instrument Play", "Acrobatics",
 )
 
-# Ekman's six basic emotions plus neutral (DESIGN.md).
+# Ekman's six basic emotions plus neutral (docs/design.md, "Emotion labels").
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted")
 
 # Motions per scenario in the paper's Unseen split (Table 1); the embedded generator keeps these

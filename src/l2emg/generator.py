@@ -1,0 +1,82 @@
+"""Load a trained run and generate: captions -> motion codes -> features -> joints.
+
+    generator = load_generator("runs/default", method="esmoe")   # or None: the run's only method
+    codes, features, joints = generator.motions(["a person jogs in a circle, sadly"])
+
+A run's generator is its language model (`RUN/lm/`), its motion tokenizer (`RUN/tokenizer/`), the
+generation settings of its config and, when a method is chosen, that method's final checkpoint
+restored through the method registry (`l2emg.continual.checkpoint.restore_method`). Without a
+trained method the plain backbone + motion vocabulary generates (untrained motion rows still give
+valid motions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from l2emg.config import LMConfig, read_saved_config
+from l2emg.errors import CheckpointError
+from l2emg.lm.generate import PrepareHook, codes_to_motion
+from l2emg.lm.motion_lm import VOCAB_FILE, MotionLM
+from l2emg.runs import MethodRunDir, RunDir
+
+
+@dataclass
+class MotionGenerator:
+    """Everything needed to turn captions into motions for one run."""
+
+    lm: MotionLM
+    motion_tokenizer: Any
+    lm_config: LMConfig = field(default_factory=LMConfig)
+    prepare: PrepareHook | None = None
+    method_dir: Path | None = None
+
+    def codes(self, captions: Sequence[str], **kwargs: Any) -> list[np.ndarray]:
+        """Captions -> code arrays; keyword arguments override the run's `lm` generation settings."""
+        settings = dict(max_codes=self.lm_config.max_codes, greedy=self.lm_config.greedy,
+                        temperature=self.lm_config.temperature, top_k=self.lm_config.top_k,
+                        batch_size=self.lm_config.generation_batch_size, prepare=self.prepare)
+        settings.update({k: v for k, v in kwargs.items() if v is not None})
+        return self.lm.generate(captions, **settings)
+
+    def motions(self, captions: Sequence[str], **kwargs: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Captions -> (codes, raw features (T, 263), joints (T, 22, 3)) lists."""
+        codes = self.codes(captions, **kwargs)
+        features, joints = codes_to_motion(self.motion_tokenizer, codes)
+        return codes, features, joints
+
+
+def restore_adapters(method_run: MethodRunDir, lm: MotionLM) -> PrepareHook:
+    """Inject a finished method run's adapters into `lm.model`; return its per-batch generation hook."""
+    from l2emg.continual.checkpoint import restore_method
+
+    method_name, checkpoint = method_run.final_checkpoint()
+    config = read_saved_config(method_run.config_path)
+    return restore_method(method_name, config, lm, checkpoint).prepare_generation
+
+
+def load_generator(run_dir: str | Path, method: str | None = None, device: str | torch.device = "cpu") -> MotionGenerator:
+    """The generator of a run folder with `method`'s adapters (`RunDir.find_method_run`)."""
+    from l2emg.tokenizer.api import MotionTokenizer
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise CheckpointError(f"{run.path}: run folder not found")
+    if not (run.lm_dir / VOCAB_FILE).exists():
+        raise CheckpointError(f"{run.lm_dir / VOCAB_FILE}: not found; this run has no language model yet "
+                              "(run `l2emg train` first)")
+    method_run = run.find_method_run(method)
+    lm_config = read_saved_config(run.config_path).lm if run.config_path.exists() else LMConfig()
+    lm = MotionLM.load(run.lm_dir, dtype=lm_config.dtype)
+    motion_tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir, device=device)
+    if motion_tokenizer.codebook_size != lm.vocab.codebook_size:
+        raise CheckpointError(f"{run.path}: the motion tokenizer has {motion_tokenizer.codebook_size} codes, the language "
+                              f"model's vocabulary {lm.vocab.codebook_size}")
+    lm.model.to(device)
+    prepare = restore_adapters(method_run, lm) if method_run is not None else None
+    return MotionGenerator(lm, motion_tokenizer, lm_config, prepare, method_run.path if method_run else None)
