@@ -5,6 +5,8 @@ Each group lives in `l2emg/commands/<group>.py` and is registered here.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
@@ -35,13 +37,49 @@ app.command(name="train")(train_commands.train)
 app.command(name="generate")(generate_commands.generate)
 
 
-def main() -> None:
-    from l2emg.errors import L2EMGError
+NOT_WRITABLE = "not writable: choose another --run-dir/--out or fix permissions"
+DISK_FULL = "disk full: free space and re-run; the run resumes where it stopped"
+OS_ERROR_HINTS = {
+    errno.ENOSPC: DISK_FULL,
+    getattr(errno, "EDQUOT", errno.ENOSPC): DISK_FULL,  # over quota: the same remedy
+    errno.EROFS: NOT_WRITABLE,
+    errno.EACCES: NOT_WRITABLE,
+    errno.EPERM: NOT_WRITABLE,
+}
 
+
+def error_message(err: BaseException) -> str | None:
+    """What the CLI prints after `error: ` for an expected failure; None for a bug (a traceback).
+
+    Expected are `L2EMGError`s (their message names the file) and failed file operations
+    (OSError, or safetensors' error for a failed write): `<file>: <reason>; <hint>`.
+    """
+    from l2emg.errors import L2EMGError
+    from l2emg.utils.io import os_error_of
+
+    if isinstance(err, L2EMGError):
+        return str(err)
+    failed = os_error_of(err)
+    if failed is None:
+        return None
+    reason = failed.strerror or str(failed)
+    where = failed.filename if failed.filename is not None else failed.filename2
+    if isinstance(where, (bytes, os.PathLike)):
+        where = os.fsdecode(where)
+    message = f"{where}: {reason}" if where is not None else reason
+    hint = OS_ERROR_HINTS.get(failed.errno)
+    return f"{message}; {hint}" if hint else message
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `l2emg` entry point: expected failures become one `error: …` line and exit code 2."""
     try:
-        app()
-    except L2EMGError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        app(args=argv, prog_name="l2emg")
+    except Exception as err:
+        message = error_message(err)
+        if message is None:
+            raise
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
 
 

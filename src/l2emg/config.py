@@ -352,6 +352,60 @@ class ESMoEConfig(Section):
         return self
 
 
+class LwFConfig(Section):
+    """LwF-LoRA (`lwf`): one LoRA through the stream, distilled from its own state after the previous
+    scenario. L = L_lm + weight · T² · KL(teacher_T ‖ student_T) over the motion-token positions."""
+
+    temperature: float = Field(2.0, gt=0.0, description="distillation temperature T (official: 2)")
+    weight: float = Field(1.0, ge=0.0, description="weight λ of the distillation term (official: 1)")
+
+
+class OLoRAConfig(Section):
+    """O-LoRA (`olora`): a new LoRA per scenario, older ones frozen and summed.
+    L = L_lm + orth_weight · Σ_modules Σ|A_old A_newᵀ| + l2_weight · Σ ‖new A‖ + ‖new B‖."""
+
+    orth_weight: float = Field(0.5, ge=0.0, description="λ1: weight of the orthogonality term (official: 0.5)")
+    l2_weight: float = Field(0.0, ge=0.0, description="λ2: weight of the norm of the new LoRA (official: 0)")
+
+
+class SAPTConfig(Section):
+    """SAPT (`sapt`): a LoRA per scenario mixed by a shared attentive gate, with attentive reflection on
+    pseudo prompts sampled from the backbone (never stored real captions)."""
+
+    query_hidden: int = Field(100, ge=1, description="bottleneck of the query projection d -> h -> d (official: 100)")
+    reflection_fraction: float = Field(0.02, gt=0.0, le=1.0,
+                                       description="pseudo prompts kept per scenario, as a share of its training examples")
+    reflection_min: int = Field(2, ge=1, description="at least this many pseudo prompts per scenario")
+    reflection_weight: float = Field(2.0, ge=0.0, description="weight of the attentive-reflection KL (official kl_ratio: 2)")
+    pseudo_prompt_tokens: int = Field(24, ge=1, description="longest sampled pseudo caption (tokens)")
+    pseudo_prompt_pool: int = Field(4, ge=1, description="pseudo captions sampled per kept one; the kept ones lie "
+                                    "closest to the scenario's prompts (1: keep every sample)")
+    pseudo_prompt_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of pseudo captions")
+
+
+class EPIConfig(Section):
+    """EPI (`epi`, Dicer-Zz/EPI): a frozen backbone with one deep prompt (per-layer key/value prefix)
+    per scenario, chosen at generation by the Mahalanobis distance of the prompt's frozen features to
+    each scenario's stored emotion means (shared covariance: the average of the scenarios')."""
+
+    prefix_length: int = Field(16, ge=1, description="prefix positions per scenario (official pre_seq_len: 16)")
+    feature_layer: int = Field(-1, description="hidden-state index of the frozen features (0 = input embeddings, "
+                               "-1 = last hidden state after the final norm: the official last_hidden_state)")
+    init_std: float = Field(1.0, gt=0.0, description="std of the Gaussian prefix initialisation (official: randn, 1)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the prefix in training (official: the "
+                           "backbone's hidden dropout, BERT 0.1; LLaMA has none, so 0)")
+
+
+class ProgPromptConfig(Section):
+    """Progressive Prompts (`progprompt`, arazd/ProgressivePrompts): a new soft prompt per scenario in
+    front of the frozen older ones, [P_t; …; P_1; x]; optionally reparameterised by a residual MLP
+    that is folded into the prompt when the scenario ends."""
+
+    prompt_length: int = Field(10, ge=1, description="soft-prompt tokens per scenario (official prefix_len: 10)")
+    residual_mlp: bool = Field(True, description="train the prompt through a residual MLP (official MLP1)")
+    mlp_hidden: int = Field(800, ge=1, description="bottleneck of the residual MLP (official bottleneck_size: 800)")
+
+
 class Config(Section):
     profile: str = "default"
     data: DataConfig = DataConfig()
@@ -363,6 +417,11 @@ class Config(Section):
     lora: LoRAConfig = LoRAConfig()
     train: TrainConfig = TrainConfig()
     esmoe: ESMoEConfig = ESMoEConfig()
+    epi: EPIConfig = EPIConfig()
+    progprompt: ProgPromptConfig = ProgPromptConfig()
+    lwf: LwFConfig = LwFConfig()
+    olora: OLoRAConfig = OLoRAConfig()
+    sapt: SAPTConfig = SAPTConfig()
 
 
 def available_profiles() -> list[str]:
@@ -382,12 +441,50 @@ def profile_path(profile: str) -> Path:
     return path
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid config"]
+def _format_validation_error(path: Path, err: ValidationError, overrides: list[str] | None = None) -> str:
+    """The fields a validation error names, each under what set it: an override (`--set key=value`)
+    whose key is, or lies under, the field; else the profile file."""
+    from_profile: list[str] = []
+    from_overrides: dict[str, list[str]] = {}
     for e in err.errors():
-        field = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  field '{field}': {e['msg']}")
+        loc = tuple(str(x) for x in e["loc"])
+        text = f"field '{'.'.join(loc) or '(top level)'}': {e['msg']}"
+        culprits = _overrides_setting(overrides or [], loc)
+        if culprits:
+            from_overrides.setdefault(" ".join(f"--set {o}" for o in culprits), []).append(text)
+        else:
+            from_profile.append(text)
+    lines = [f"{path}: invalid config", *(f"  {t}" for t in from_profile)] if from_profile else []
+    lines += [f"{where}: {'; '.join(texts)}" for where, texts in from_overrides.items()]
     return "\n".join(lines)
+
+
+def _override_key(item: str) -> tuple[str, ...]:
+    return tuple(item.partition("=")[0].strip().split("."))
+
+
+def _overrides_setting(overrides: list[str], loc: tuple[str, ...]) -> list[str]:
+    """The overrides behind a validation error at `loc`: the last one setting the field or a part of
+    it (`data.num_motions` for loc data.num_motions.0), else all that set fields under it (a
+    section-level check such as data's min_frames <= max_frames)."""
+    exact = [o for o in overrides if loc[: len(_override_key(o))] == _override_key(o)]
+    if exact:
+        return exact[-1:]
+    return [o for o in overrides if _override_key(o)[: len(loc)] == loc] if loc else []
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml_reason(err: yaml.YAMLError, line: bool = True) -> str:
+    """A YAML error in one line: the problem and where ("… at line 3, column 7")."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark
+        where = "" if mark is None else (f" at line {mark.line + 1}, column {mark.column + 1}" if line
+                                         else f" at column {mark.column + 1}")
+        return _one_line(f"{err.problem}{where}")
+    return _one_line(err)
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -413,35 +510,54 @@ def qualify_overrides(values: list[str], section: str) -> list[str]:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """['data.num_motions=100', 'stream.split=mixed'] -> nested dict (values parsed as YAML)."""
+    """['data.num_motions=100', 'stream.split=mixed'] -> nested dict (values parsed as YAML).
+
+    A malformed override raises a ConfigError naming it (`--set key=value: reason`)."""
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.field=value")
+            raise ConfigError(f"--set {item}: must look like section.field=value")
         key, value = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {item}: the key {key.strip()!r} has an empty part; expected section.field=value")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({_yaml_reason(err, line=False)})") from err
+        node = out
+        for depth, part in enumerate(parts[:-1], 1):
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: an earlier --set made {'.'.join(parts[:depth])} a single value "
+                                  f"({node!r}), so it has no field {parts[depth]!r}")
+        node[parts[-1]] = parsed
     return out
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content; ConfigError naming the file when it is a folder, not UTF-8 or not YAML."""
+    from l2emg.utils.io import read_text
+
+    text = read_text(path, what, ConfigError)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_reason(err)})") from err
 
 
 def load_config(profile: str = "default", overrides: list[str] | None = None) -> Config:
     path = profile_path(profile)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    raw = _read_yaml(path, "a YAML config profile") or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     raw.setdefault("profile", path.stem)
     if overrides:
         raw = _deep_update(raw, parse_overrides(overrides))
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from err
+        raise ConfigError(_format_validation_error(path, err, overrides)) from err
 
 
 def save_config(config: Config, path: str | Path) -> None:
@@ -450,13 +566,23 @@ def save_config(config: Config, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
+SAVED_CONFIG_HINT = "restore it, or remove it and re-run with the same --profile/--set to write it again"
+
+
 def read_saved_config(path: str | Path) -> Config:
-    """Load a run's resolved config.yaml."""
+    """Load a run's resolved config.yaml; ConfigError naming the file (and how to fix it) when it is
+    missing, corrupt or not a config."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Config.model_validate(raw)
+        raw = _read_yaml(path, "a saved config (YAML)")
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: config file not found") from err
+    except ConfigError as err:
+        raise ConfigError(f"{err}; {SAVED_CONFIG_HINT}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got "
+                          f"{'an empty file' if raw is None else type(raw).__name__}; {SAVED_CONFIG_HINT}")
+    try:
+        return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from err

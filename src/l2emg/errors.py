@@ -15,3 +15,7 @@ class DataError(L2EMGError):
 
 class CheckpointError(L2EMGError):
     """A checkpoint that is missing, corrupt or from an incompatible config."""
+
+
+class BusyError(L2EMGError):
+    """A run folder (or method run) another process is writing."""

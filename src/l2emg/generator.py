@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from l2emg.config import LMConfig, read_saved_config
-from l2emg.errors import CheckpointError
+from l2emg.errors import CheckpointError, ConfigError, DataError
 from l2emg.lm.generate import PrepareHook, codes_to_motion
 from l2emg.lm.motion_lm import VOCAB_FILE, MotionLM
+from l2emg.lm.prompts import prompt_ids
 from l2emg.runs import MethodRunDir, RunDir
 
 
@@ -36,12 +37,31 @@ class MotionGenerator:
     prepare: PrepareHook | None = None
     method_dir: Path | None = None
 
+    @property
+    def context(self) -> int:
+        """Positions the backbone can attend over (prompt + `<som>` + codes + `<eom>`)."""
+        return int(self.lm.model.config.max_position_embeddings)
+
+    def check_lengths(self, captions: Sequence[str], max_codes: int) -> None:
+        """Refuse, before any work, a motion length or a caption that does not fit the context."""
+        if max_codes + 3 > self.context:
+            raise ConfigError(f"max codes {max_codes}: the model's context holds {self.context} positions "
+                              f"(prompt, <som>, codes, <eom>); use at most {self.context - 3} and a short caption")
+        for caption in captions:
+            prompt = len(prompt_ids(self.lm.tokenizer, self.lm.vocab, caption))  # ends in <som>
+            if prompt + max_codes + 1 > self.context:
+                raise DataError(
+                    f"caption ({len(caption)} characters, {prompt} prompt tokens) and {max_codes} motion codes "
+                    f"exceed the model's context of {self.context} positions; shorten the caption"
+                    + (f" or use at most {self.context - prompt - 1} codes" if self.context - prompt - 1 > 0 else ""))
+
     def codes(self, captions: Sequence[str], **kwargs: Any) -> list[np.ndarray]:
         """Captions -> code arrays; keyword arguments override the run's `lm` generation settings."""
         settings = dict(max_codes=self.lm_config.max_codes, greedy=self.lm_config.greedy,
                         temperature=self.lm_config.temperature, top_k=self.lm_config.top_k,
                         batch_size=self.lm_config.generation_batch_size, prepare=self.prepare)
         settings.update({k: v for k, v in kwargs.items() if v is not None})
+        self.check_lengths(captions, int(settings["max_codes"]))
         return self.lm.generate(captions, **settings)
 
     def motions(self, captions: Sequence[str], **kwargs: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:

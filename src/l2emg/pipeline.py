@@ -129,17 +129,45 @@ def ensure_codes(run: RunDir, config: Config, progress: bool = True) -> dict[str
     return load_json(run.codes_path)
 
 
+def stages(config: Config, previews: bool = True) -> list[str]:
+    """The shared stages `prepare_run` goes through, in order."""
+    names = ["data", "previews", "tokenizer", "evaluator", "reference", "backbone", "lm", "codes"]
+    if not previews:
+        names.remove("previews")
+    if config.lm.backbone:
+        names.remove("backbone")  # a configured HF folder is used as it is
+    return names
+
+
+def is_prepared(run: RunDir, config: Config, previews: bool = True) -> bool:
+    """Every shared stage is done (for this config: another one is refused)."""
+    if not run.config_path.exists():
+        return False
+    run.check_config(config)
+    return all(run.is_done(stage) for stage in stages(config, previews))
+
+
 def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, previews: bool = True) -> RunDir:
-    """Every shared stage, in order; finished ones are reused."""
+    """Every shared stage, in order; finished ones are reused.
+
+    A prepared run is only read (a read-only copy works); otherwise the run folder is locked
+    (`RunDir.lock`: a second process is refused with the holder's PID) and what killed writes left
+    behind is removed before the missing stages are built."""
     run = RunDir(run_dir)
+    if is_prepared(run, config, previews):
+        for stage in stages(config, previews):
+            announce(stage, True)
+        return run
     run.init(config)
-    ensure_data(run, config, progress)
-    if previews:
-        ensure_previews(run, config, progress)
-    ensure_tokenizer(run, config, progress)
-    ensure_evaluator(run, config, progress)
-    ensure_lm(run, config, progress)
-    ensure_codes(run, config, progress)
+    with run.lock():
+        run.clean_leftovers()
+        ensure_data(run, config, progress)
+        if previews:
+            ensure_previews(run, config, progress)
+        ensure_tokenizer(run, config, progress)
+        ensure_evaluator(run, config, progress)
+        ensure_lm(run, config, progress)
+        ensure_codes(run, config, progress)
     return run
 
 

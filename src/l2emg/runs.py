@@ -9,7 +9,8 @@ from typing import Any
 
 from l2emg.config import Config, read_saved_config, save_config
 from l2emg.errors import CheckpointError, ConfigError
-from l2emg.utils.io import load_json, save_json
+from l2emg.utils.io import load_json, remove_leftovers, save_json
+from l2emg.utils.lock import FolderLock
 
 
 class RunDir:
@@ -81,6 +82,15 @@ class RunDir:
     def manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
+    def lock(self) -> FolderLock:
+        """Held while the shared stages are built: one process writes them at a time."""
+        return FolderLock(self.path / ".lock", "run folder")
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove temporary files and folders of writes killed mid-way, outside `methods/` (each
+        method run cleans its own folder under its own lock). Call under `lock()`."""
+        return remove_leftovers(self.path, skip=self.methods_dir) if self.path.is_dir() else []
+
     def method_run(self, method: str, split: str, order: int) -> "MethodRunDir":
         return MethodRunDir(self.methods_dir / f"{method}-{split}-o{order}")
 
@@ -113,17 +123,23 @@ class RunDir:
 
         Only the sections the shared stages depend on must match (SHARED_SECTIONS); methods trained
         inside the run keep their own resolved config next to their results."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{self.path}: exists and is not a folder; choose another --run-dir")
         self.path.mkdir(parents=True, exist_ok=True)
         if self.config_path.exists():
-            saved = read_saved_config(self.config_path)
-            changed = config_differences(saved, config, SHARED_SECTIONS)
-            if changed:
-                raise ConfigError(
-                    f"{self.config_path}: this run was started with another config "
-                    f"(differs in: {', '.join(changed)}); use a new --run-dir or the same settings"
-                )
+            self.check_config(config)
         else:
             save_config(config, self.config_path)
+
+    def check_config(self, config: Config) -> None:
+        """Refuse `config` when its shared sections differ from the run's saved config (writes nothing)."""
+        saved = read_saved_config(self.config_path)
+        changed = config_differences(saved, config, SHARED_SECTIONS)
+        if changed:
+            raise ConfigError(
+                f"{self.config_path}: this run was started with another config "
+                f"(differs in: {', '.join(changed)}); use a new --run-dir or the same settings"
+            )
 
     def config(self) -> Config:
         return read_saved_config(self.config_path)
@@ -131,7 +147,7 @@ class RunDir:
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
             return {"stages": {}}
-        return load_json(self.manifest_path)
+        return _read_record(self.manifest_path, "stages", dict, "remove it to rebuild the run's stages")
 
     def is_done(self, stage: str) -> bool:
         return stage in self.manifest()["stages"]
@@ -199,11 +215,22 @@ class MethodRunDir:
     def samples_dir(self) -> Path:
         return self.path / "samples"
 
+    def lock(self) -> FolderLock:
+        """Held while the method trains: one process per method run (shards share a run folder)."""
+        return FolderLock(self.path / ".lock", "method run")
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove temporary files and folders of writes killed mid-way (call under `lock()`)."""
+        return remove_leftovers(self.path) if self.path.is_dir() else []
+
     def checkpoint_dir(self, step: int) -> Path:
         return self.path / "checkpoints" / f"step_{step:02d}"
 
     def finished_steps(self) -> int:
-        return int(load_json(self.progress_path)["finished_steps"]) if self.progress_path.exists() else 0
+        if not self.progress_path.exists():
+            return 0
+        return _read_record(self.progress_path, "finished_steps", int,
+                            "remove it to train this method run again from its first step")["finished_steps"]
 
     def mark_finished(self, method: str, last_step: int) -> None:
         """Write `adapter.json`: the stream is finished; its final checkpoint, relative to this folder."""
@@ -228,6 +255,20 @@ class MethodRunDir:
         if not path.is_dir():
             raise CheckpointError(f"{self.adapter_path}: checkpoint {path} not found")
         return method, path
+
+
+def _read_record(path: Path, field: str, kind: type, fix: str) -> dict[str, Any]:
+    """A run's bookkeeping JSON (`{field: <kind>, …}`); CheckpointError naming the file and how to fix
+    it when it is corrupt (truncated, not JSON, not such a mapping)."""
+    try:
+        record = load_json(path)
+    except ValueError as err:  # not UTF-8 or not JSON: the message names the file
+        raise CheckpointError(f"{err}; {fix}") from err
+    value = record.get(field) if isinstance(record, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise CheckpointError(f"{path}: expected {{\"{field}\": {kind.__name__}, …}}, got "
+                              f"{type(record).__name__ if not isinstance(record, dict) else repr(record)[:80]}; {fix}")
+    return record
 
 
 # Config sections that shape the shared stages of a run (data, tokenizer, evaluator, language model).

@@ -107,7 +107,7 @@ _NPY = re.compile(r"^(?P<id>.+)\.npy$")
 
 def read_motions_folder(folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """A generated-motions folder (format in this module's docstring) -> (id -> generations, id -> caption)."""
-    from l2emg.utils.io import load_npy
+    from l2emg.utils.io import load_npy, read_text
 
     if not folder.is_dir():
         raise DataError(f"{folder}: motions folder not found")
@@ -130,7 +130,8 @@ def read_motions_folder(folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
     for motion_id in motions:
         text_path = folder / f"{motion_id}.txt"
         if text_path.exists():
-            lines = [line.split("#")[0].strip() for line in text_path.read_text(encoding="utf-8").splitlines()]
+            text = read_text(text_path, "a caption (the first line is the text that produced the motion)")
+            lines = [line.split("#")[0].strip() for line in text.splitlines()]
             if lines and lines[0]:
                 captions[motion_id] = lines[0]
     if not motions:
@@ -157,9 +158,9 @@ def motions(
     from l2emg.eval.evaluator import Evaluator
     from l2emg.utils.io import save_json
 
+    generated, captions = read_motions_folder(motions_dir)  # the user's files first: cheap to check
     evaluator = Evaluator.from_pretrained(evaluator_dir)
     dataset = load_dataset(data)
-    generated, captions = read_motions_folder(motions_dir)
     result = evaluate_motions(evaluator, generated, dataset, split, captions=captions, repeats=repeats, seed=seed)
     out = out or motions_dir / "metrics.json"
     save_json(out, result)

@@ -28,15 +28,18 @@ def run(
     every scenario, so an interrupted run continues where it stopped.
     """
     from l2emg.config import load_config
-    from l2emg.continual.report import write_report
     from l2emg.continual.trainer import StreamTrainer
-    from l2emg.pipeline import prepare_run, write_summary
+    from l2emg.pipeline import is_prepared, prepare_run, write_summary
+    from l2emg.runs import RunDir
 
     started = time.time()
     config = load_config(profile, set_)
+    changed = not is_prepared(RunDir(run_dir), config)
     run = prepare_run(run_dir, config, progress=progress)
     if stream:
         trainer = StreamTrainer(run, config, progress=progress)
-        write_report(trainer, trainer.run_stream())
-    write_summary(run, time.time() - started)
+        changed |= not trainer.is_finished()
+        trainer.run_stream()
+    if changed or not run.summary_path.exists():  # a finished run is only read
+        write_summary(run, time.time() - started)
     console.print(f"[bold green]done[/] in {time.time() - started:.0f} s — see {run.summary_path}")

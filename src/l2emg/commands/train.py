@@ -29,16 +29,17 @@ def train(
     """
     from l2emg.config import load_config
     from l2emg.continual.methods import method_class
-    from l2emg.continual.report import method_label, write_report
+    from l2emg.continual.report import method_label
     from l2emg.continual.trainer import StreamTrainer
     from l2emg.eval.report import table2_header, table2_row
+    from l2emg.utils.io import load_json
     config = load_config(profile, set_)
     if method:
         method_class(method)  # unknown names fail before any work
     trainer = StreamTrainer(_prepared(run_dir, config, progress), config, method, split, order, progress=progress)
-    results = trainer.run_stream()
-    if trainer.accelerator.is_main_process:
-        metrics = write_report(trainer, results)
+    trainer.run_stream()
+    if trainer.accelerator.is_main_process and trainer.method_run.metrics_path.exists():
+        metrics = load_json(trainer.method_run.metrics_path)
         console.print(table2_header())
         console.print(table2_row(method_label(trainer.method_name), metrics))
         console.print(f"report: {trainer.method_run.report_path}")

@@ -20,6 +20,7 @@ The method run folder (`RUN/methods/<method>-<split>-o<order>/`) is laid out by
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -34,7 +35,7 @@ from l2emg.continual.examples import build_examples, collate_examples, corrupt_m
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.data.reader import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
-from l2emg.errors import CheckpointError
+from l2emg.errors import CheckpointError, ConfigError
 from l2emg.lm.prompts import prompt_ids
 from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import load_json, save_json
@@ -81,8 +82,19 @@ class StreamTrainer:
         self.method: ContinualMethod = method_class(self.method_name)(cfg, self.lm)
         self.method.setup()
         self.method.to(device)
+        self._check_context()
         self.motion_tokenizer = MotionTokenizer.from_pretrained(self.run.tokenizer_dir, device=device)
         self.evaluator = Evaluator.from_pretrained(self.run.evaluator_dir)
+
+    def _check_context(self) -> None:
+        """Evaluation prompts + lm.max_codes must fit the backbone's context: refused before any training."""
+        context = int(self.lm.model.config.max_position_embeddings)
+        captions = [self.dataset.by_id(i).captions[0].text for s in self.stream.subsets for i in self.test_ids(s)]
+        longest = max((len(prompt_ids(self.lm.tokenizer, self.lm.vocab, c)) for c in captions), default=0)
+        if longest + self.config.lm.max_codes + 1 > context:
+            raise ConfigError(f"lm.max_codes={self.config.lm.max_codes}: with test prompts of up to {longest} tokens "
+                              f"generation needs {longest + self.config.lm.max_codes + 1} positions, the backbone "
+                              f"has {context}; lower lm.max_codes")
 
     def steps(self) -> list[tuple[str, list[str]]]:
         """(name, training motion ids) per step: one per subset, or the union for joint training."""
@@ -194,6 +206,7 @@ class StreamTrainer:
         cfg = self.config.train
         results: dict[str, Any] = {}
         transfer: dict[str, Any] = {}
+        extras: dict[str, Any] = {}  # what a method measures of itself (e.g. EPI's routing accuracy)
         motions = sum(len(self.test_ids(s)) for s in self.stream.subsets) * cfg.eval_generations
         with progress_bar(f"step {step + 1}: evaluating", motions, enabled=self.progress) as bar:
             for j, subset in enumerate(self.stream.subsets):
@@ -211,9 +224,12 @@ class StreamTrainer:
                                               captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
                                               seed=step_seed(cfg.seed, step, purpose=2))
                 results[subset.name] = evaluation["metrics"]
+                extra = self.method.evaluation_extras(captions, j)
+                if extra:
+                    extras[subset.name] = extra
                 if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
                     transfer[subset.name] = evaluation["transfer"]
-        return {"results": results, "transfer": transfer}
+        return {"results": results, "transfer": transfer, **({"extras": extras} if extras else {})}
 
     # -- the stream ---------------------------------------------------------------------------------
     def _save_or_check_config(self) -> None:
@@ -230,8 +246,44 @@ class StreamTrainer:
         elif self.accelerator.is_main_process:
             save_config(self.config, path)
 
+    def is_finished(self) -> bool:
+        """The method run finished its stream and wrote its report (nothing left to do)."""
+        return self.method_run.adapter_path.exists() and self.method_run.report_path.exists()
+
     def run_stream(self) -> dict[str, Any]:
-        """Train and evaluate every step not finished yet; return the results dict."""
+        """Train and evaluate every step not finished yet, then write the report; return the results.
+
+        A finished method run is only read (nothing is written, so a read-only copy works); an
+        unfinished one is locked (`MethodRunDir.lock`) while this process writes it."""
+        if self.is_finished():
+            self._save_or_check_config()  # refuses another config, writes nothing
+            if self.accelerator.is_main_process:
+                console.print(f"[bold]{self.method_run.name}[/]: finished (reused)")
+            return load_json(self.method_run.results_path)
+        main = self.accelerator.is_main_process
+        with self.method_run.lock() if main else contextlib.nullcontext():
+            if main:
+                self.method_run.clean_leftovers()
+            return self._run_stream()
+
+    def _environment(self) -> dict[str, Any]:
+        import transformers
+
+        return {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                "transformers": transformers.__version__, "numpy": np.__version__}
+
+    def _check_environment(self) -> None:
+        """A resume with other threads or library versions is not bit-identical to a straight run: say so."""
+        if not self.method_run.progress_path.exists():
+            return
+        before = load_json(self.method_run.progress_path).get("environment")
+        now = self._environment()
+        if before and before != now:
+            changed = ", ".join(f"{k} {before.get(k)} -> {now[k]}" for k in now if before.get(k) != now[k])
+            console.print(f"[yellow]warning[/]: {self.method_run.name} resumes with another environment ({changed}); "
+                          "its results will not be bit-identical to an uninterrupted run")
+
+    def _run_stream(self) -> dict[str, Any]:
         self.method_run.path.mkdir(parents=True, exist_ok=True)
         self._save_or_check_config()
         self._load()
@@ -248,6 +300,8 @@ class StreamTrainer:
             console.print(f"[bold]{self.method_run.name}[/]: {len(steps)} steps on {acc.num_processes} process(es) "
                           f"({acc.distributed_type.value}, device {acc.device})")
         if done:
+            if acc.is_main_process:
+                self._check_environment()
             self._load_checkpoint(done - 1)
             if acc.is_main_process:
                 console.print(f"[bold]{self.method_run.name}[/]: resuming after step {done} of {len(steps)}")
@@ -260,10 +314,14 @@ class StreamTrainer:
                 results["steps"].append({"scenario": name, "train": {k: v for k, v in log.items() if k != "loss"},
                                          **evaluation})
                 save_json(self.method_run.results_path, results)
-                save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps)})
+                save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps),
+                                                          "environment": self._environment()})
             acc.wait_for_everyone()
             if self.stop_after_step is not None and step >= self.stop_after_step:
                 break
         if acc.is_main_process and self.finished_steps() == len(steps):
+            from l2emg.continual.report import write_report
+
             self.method_run.mark_finished(self.method_name, len(steps) - 1)
+            write_report(self, results)
         return results

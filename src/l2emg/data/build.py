@@ -126,6 +126,8 @@ def _start_pool(workers: int, data: DataConfig, staging: Path) -> Any:
 def _finished_summary(out: Path, data_config: dict[str, Any]) -> dict[str, Any] | None:
     """The recorded summary when `out` is a finished build of the same data config, else None/DataError."""
     meta_path = out / META_FILE
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose another --out")
     if not meta_path.exists():
         if out.exists() and any(out.iterdir()):
             raise DataError(f"{out}: folder exists but holds no finished dataset ({META_FILE} missing); "

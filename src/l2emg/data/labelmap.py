@@ -38,11 +38,13 @@ class LabelMap:
             source = str(path)
             if not path.exists():
                 raise DataError(f"{path}: label map file not found")
+            from l2emg.utils.io import read_text
+
+            text = read_text(path, "a label map (JSON/YAML)")
             try:
-                text = path.read_text(encoding="utf-8")
                 spec = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
             except (json.JSONDecodeError, yaml.YAMLError) as err:
-                raise DataError(f"{path}: label map is not valid JSON/YAML ({err})") from err
+                raise DataError(f"{path}: label map is not valid JSON/YAML ({' '.join(str(err).split())})") from err
         if not isinstance(spec, Mapping):
             raise DataError(f"{source}: label map must be a mapping of names")
         out = cls(source=source)

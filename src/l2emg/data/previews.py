@@ -31,6 +31,8 @@ def render_previews(dataset: Any, out_dir: Path, preview: Any = None, progress: 
 
     preview = preview or PreviewConfig()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder; choose another --out")
     records = dataset.records if split is None else dataset.split(split)
     rng = np.random.default_rng(seed)
     cells: dict[tuple[str, str], list] = {}

@@ -37,12 +37,13 @@ from l2emg.data.layout import (
 from l2emg.data.records import Caption, MotionRecord, filter_by_length
 from l2emg.errors import DataError
 from l2emg.labels import EMOTIONS, SCENARIOS
-from l2emg.utils.io import load_npy
+from l2emg.utils.io import load_npy, read_text
 
 
 def read_split_file(path: Path) -> list[str]:
     """The motion ids of one split file (train.txt, all.txt, …): one per line, blank lines skipped."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path, "a split file (one motion id per line)").splitlines()
+            if line.strip()]
 
 
 def read_split_files(root: Path, on_duplicate: Callable[[Path, str, str, str], None]) -> dict[str, str] | None:
@@ -256,7 +257,7 @@ def _load_stats(root: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def _read_json_object(path: Path, expected: str) -> dict[str, Any]:
     """A JSON file that must hold an object; DataError naming the file otherwise."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_text(path, "a JSON file"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(value, dict):

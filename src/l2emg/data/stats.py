@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from l2emg.data.layout import SPLITS
+from l2emg.data.layout import JOINTS_DIR, SPLITS
 from l2emg.data.reader import MotionDataset
+from l2emg.errors import DataError
 from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.utils.io import save_json
 
@@ -96,11 +97,23 @@ def sample_ids(dataset: MotionDataset, sample_size: int, seed: int = 0) -> list[
     return sorted(ids[i] for i in rng.choice(len(ids), sample_size, replace=False))
 
 
+def finite_joints(dataset: MotionDataset, motion_id: str) -> np.ndarray:
+    """(T, 22, 3) float64 joints of a motion; DataError naming its file when they hold NaN or inf."""
+    joints = np.asarray(dataset.joints(motion_id), dtype=np.float64)
+    bad = ~np.isfinite(joints)
+    if bad.any():
+        frame = int(np.argwhere(bad)[0][0])
+        raise DataError(f"{dataset.root / JOINTS_DIR / (motion_id + '.npy')}: joints contain NaN or inf "
+                        f"({int(bad.sum())} value(s), first in frame {frame}); fix or regenerate the motion "
+                        f"(`l2emg data check` lists every bad file)")
+    return joints
+
+
 def quality_stats(dataset: MotionDataset, ids: list[str]) -> dict[str, Any]:
     """Physical plausibility aggregates of the sampled motions (generator helper's measures)."""
     from l2emg.motion.quality import summarize_quality
 
-    summary = summarize_quality([np.asarray(dataset.joints(i), dtype=np.float64) for i in ids])
+    summary = summarize_quality([finite_joints(dataset, i) for i in ids])
     return _jsonable(summary)
 
 
@@ -111,7 +124,7 @@ def roundtrip_stats(dataset: MotionDataset, ids: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"sample_size": len(ids)}
     for name, fn in (("feature_roundtrip_m", feature_roundtrip_error), ("bvh_roundtrip_m", bvh_roundtrip_error)):
-        errors = np.array([float(fn(np.asarray(dataset.joints(i), dtype=np.float64))) for i in ids])
+        errors = np.array([float(fn(finite_joints(dataset, i))) for i in ids])
         out[name] = {"mean": float(errors.mean()), "max": float(errors.max())}
     return out
 

@@ -17,12 +17,14 @@ looks finished; a finished folder is reused without any work.
 
 from __future__ import annotations
 
+import pickle
 import random
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from l2emg.config import LMConfig
@@ -55,6 +57,19 @@ def missing_backbone_files(path: Path) -> list[str]:
     return missing
 
 
+def weights_file(path: Path) -> Path:
+    """The weights file of a backbone folder that transformers loads (safetensors first), or the folder."""
+    for name in WEIGHT_FILES:
+        if (path / name).exists():
+            return path / name
+    shards = sorted(path.glob("model-*.safetensors"))
+    return shards[0] if shards else path
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
 def load_backbone(path: str | Path, dtype: torch.dtype | str | None = None) -> tuple[nn.Module, Any]:
     """Load a local HF causal-LM folder -> (model in eval mode, tokenizer). Nothing is downloaded.
 
@@ -74,9 +89,21 @@ def load_backbone(path: str | Path, dtype: torch.dtype | str | None = None) -> t
         dtype = DTYPES[dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # tokenizers raises a bare Exception for a corrupt tokenizer.json
+        raise CheckpointError(f"{path}: could not load the backbone's tokenizer ({_first_line(err)})") from err
+    try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{weights_file(path)}: a pickle checkpoint that torch refuses to load safely "
+                              f"(weights_only: it holds more than tensors, or is corrupt); convert it to "
+                              f"model.safetensors with save_pretrained where you trust it") from err
+    except (SafetensorError, EOFError) as err:  # a corrupt or truncated weights file
+        raise CheckpointError(f"{weights_file(path)}: corrupt or truncated weights ({_first_line(err)}); "
+                              f"copy the backbone folder again") from err
+    except RuntimeError as err:  # torch: a damaged zip archive, tensors that do not fit the config
+        raise CheckpointError(f"{weights_file(path)}: cannot load these weights ({_first_line(err)})") from err
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path}: could not load the backbone ({err})") from err
+        raise CheckpointError(f"{path}: could not load the backbone ({_first_line(err)})") from err
     if tokenizer.pad_token_id is None:  # LLaMA-2 has no pad token; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
     return model.eval(), tokenizer

@@ -9,6 +9,7 @@ loop, the data, checkpoints and evaluation:
         loss = method(batch)["loss"]     every training batch (also through DDP/Accelerate)
         method.end_scenario(i, ctx)      freeze, consolidate
         method.prepare_generation(...)   before generating for evaluation (routing, input embeddings)
+        method.evaluation_extras(...)    optional measurements per test set (e.g. EPI's routing accuracy)
 
 `adapter_state()` / `load_adapter_state()` save and restore everything the method trained (safetensors
 tensors), `structure()` / `restore_structure()` the JSON needed to rebuild the modules before loading
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from l2emg.config import Config
+from l2emg.lm.generate import GenerationInputs
 from l2emg.lm.motion_lm import MotionLM
 
 
@@ -82,10 +84,17 @@ class ContinualMethod(nn.Module):
         return {"loss": out.loss, "lm_loss": out.loss.detach()}
 
     # -- generation --------------------------------------------------------------------------------
-    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | GenerationInputs | None:
         """Called with the left-padded prompts before the first forward of a generation batch: set
-        per-sample state (e.g. expert routing) and optionally return replacement input embeddings."""
+        per-sample state (e.g. expert routing) and optionally return replacement input embeddings, or
+        a `GenerationInputs` (longer embeddings with their mask, a key/value prefix)."""
         return None
+
+    def evaluation_extras(self, captions: list[str], scenario_index: int) -> dict[str, float]:
+        """Method-specific measurements on the test captions of scenario `scenario_index` (the index
+        in the stream, i.e. the step that learns it), stored next to that scenario's metrics; e.g.
+        EPI's routing accuracy. Called in eval mode after the generations. None by default."""
+        return {}
 
     # -- state -------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:
