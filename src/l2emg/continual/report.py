@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from l2emg.continual.trainer import StreamTrainer
 
 METHOD_LABELS = {"mtl": "MTL", "seqlora": "SeqLoRA", "esmoe": "ES-MoE", "esmoe_wo_cged": "w/o CGED",
-                 "esmoe_wo_samoe": "w/o SAMoE", "esmoe_wo_lemo": "w/o L_emo"}
+                 "esmoe_wo_samoe": "w/o SAMoE", "esmoe_wo_lemo": "w/o L_emo",
+                 "lwf": "LwF-LoRA", "olora": "O-LoRA", "sapt": "SAPT",
+                 "epi": "EPI", "progprompt": "ProgPrompt"}
 
 
 def method_label(name: str) -> str:
@@ -51,15 +53,50 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
         figures = render_heatmaps(perf, out.figures_dir)
     transfer = [s.get("transfer") for s in results["steps"][-1:]]
     metrics["emotion_transfer"] = transfer[0] if transfer else None
+    extras = method_extras(results)
+    if extras:
+        metrics["method_extras"] = extras
     save_json(out.metrics_path, metrics)
     label = method_label(results["method"])
     table = table2_header() + "\n" + table2_row(label, metrics)
     samples = render_emotion_samples(trainer, out.samples_dir)
     lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "",
              "FR in percentage points of top-1 R-Precision, as the paper prints it.", ""]
+    lines += extras_lines(extras, results["scenarios"])
     lines += [f"![{p.stem}]({p.relative_to(out.path)})" for p in figures + samples]
     atomic_write_text(out.report_path, "\n".join(lines) + "\n")
     return metrics
+
+
+def method_extras(results: dict[str, Any]) -> dict[str, Any]:
+    """A method's own per-scenario measurements (`ContinualMethod.evaluation_extras`, stored by the
+    trainer as steps[i]["extras"][scenario][key]) -> {key: {"matrix": rows = after step i, columns =
+    scenarios (None: not measured), "final": {scenario: value after the last step}, "final_mean"}}."""
+    scenarios = results["scenarios"]
+    steps = results.get("steps", [])
+    keys = sorted({k for step in steps for cells in (step.get("extras") or {}).values() for k in cells})
+    out: dict[str, Any] = {}
+    for key in keys:
+        matrix = [[(step.get("extras") or {}).get(s, {}).get(key) for s in scenarios] for step in steps]
+        final = {s: v for s, v in zip(scenarios, matrix[-1]) if v is not None}
+        out[key] = {"matrix": matrix, "final": final,
+                    "final_mean": float(np.mean(list(final.values()))) if final else None}
+    return out
+
+
+def extras_lines(extras: dict[str, Any], scenarios: list[str]) -> list[str]:
+    """Markdown tables of `method_extras` (one row per training step)."""
+    lines: list[str] = []
+    for key, entry in extras.items():
+        mean = "n/a" if entry["final_mean"] is None else f"{entry['final_mean']:.3f}"
+        lines += [f"{key.replace('_', ' ').capitalize()} after each step (rows) on each scenario's test prompts "
+                  f"(columns); mean after the last step: {mean}.", "",
+                  "| after step | " + " | ".join(scenarios) + " |", "|---" * (len(scenarios) + 1) + "|"]
+        for i, row in enumerate(entry["matrix"]):
+            cells = ["" if v is None else f"{v:.3f}" for v in row]
+            lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def render_emotion_samples(trainer: StreamTrainer, out_dir: Path, emotions: tuple[str, ...] = ("sad", "happy"))\

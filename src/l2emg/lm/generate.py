@@ -17,15 +17,19 @@ Decoding (our own loop, not `model.generate`, so every continual method can hook
   unconditional logits), which pushes the motion towards what this caption, more than any caption,
   makes likely. Both halves are fed the same token.
 
-`prepare(input_ids, attention_mask) -> inputs_embeds | None` is called once per batch before the
-first forward: a continual method sets its per-sample state there (e.g. ES-MoE's expert gate from the
-prompt) and may return replacement prompt embeddings (B, L, hidden) (ES-MoE adds its emotion vector);
-the prompt forward then uses `inputs_embeds`.
+`prepare(input_ids, attention_mask) -> inputs_embeds | GenerationInputs | None` is called once per
+batch before the first forward: a continual method sets its per-sample state there (e.g. ES-MoE's
+expert gate from the prompt) and may return replacement prompt embeddings (B, L, hidden) (ES-MoE adds
+its emotion vector); the prompt forward then uses `inputs_embeds`. A `GenerationInputs` may further
+lengthen the prompt (embeddings (B, L', hidden) with their attention mask (B, L'): Progressive
+Prompts' soft prompts) or give a per-layer key/value prefix (EPI's deep prompt), which pre-fills the
+KV cache: the attention mask then gets P ones on the left and positions start at P.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,7 +39,27 @@ from torch import Tensor, nn
 from l2emg.lm.prompts import INSTRUCTION, encode_prompts, position_ids
 from l2emg.lm.vocab import MotionVocab
 
-PrepareHook = Callable[[Tensor, Tensor], "Tensor | None"]
+
+@dataclass
+class GenerationInputs:
+    """What a `prepare` hook may return instead of plain embeddings (every field optional).
+
+    embeds: (B, L', hidden) input embeddings of the prompt; L' may exceed L when `attention_mask`
+        (B, L') is given too (e.g. soft prompts in front of the left-padded prompt).
+    prefix: per decoder layer a (key, value) pair, each (B, kv_heads, P, head_dim): past key/values
+        every position attends to (a deep prompt / prefix); positions of the prompt start at P.
+    """
+
+    embeds: Tensor | None = None
+    attention_mask: Tensor | None = None
+    prefix: Sequence[tuple[Tensor, Tensor]] | None = None
+
+    @property
+    def prefix_length(self) -> int:
+        return int(self.prefix[0][0].shape[-2]) if self.prefix else 0
+
+
+PrepareHook = Callable[[Tensor, Tensor], "Tensor | GenerationInputs | None"]
 
 
 def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
@@ -60,6 +84,18 @@ def cache_kwarg(model: nn.Module, cache) -> dict:
     return {name: cache}
 
 
+def new_cache(model: nn.Module, prefix: Sequence[tuple[Tensor, Tensor]] | None = None):
+    """An empty `DynamicCache`, or one pre-filled with a per-layer (key, value) prefix, each
+    (B, kv_heads, P, head_dim). Gradients flow into the prefix tensors through the cache."""
+    from transformers import DynamicCache
+
+    pairs = [(k, v) for k, v in prefix] if prefix else None
+    try:
+        return DynamicCache(pairs, config=model.config) if pairs else DynamicCache(config=model.config)
+    except TypeError:  # transformers < 4.56
+        return DynamicCache.from_legacy_cache(tuple(pairs)) if pairs else DynamicCache()
+
+
 @torch.no_grad()
 def _generate_batch(
     model: nn.Module, vocab: MotionVocab, input_ids: Tensor, attention_mask: Tensor, *, max_codes: int,
@@ -71,34 +107,36 @@ def _generate_batch(
     device = input_ids.device
     guided = guidance_scale != 1.0
     batch = input_ids.shape[0] // 2 if guided else input_ids.shape[0]
-    embeds = prepare(input_ids, attention_mask) if prepare is not None else None
+    prepared = prepare(input_ids, attention_mask) if prepare is not None else None
+    if not isinstance(prepared, GenerationInputs):
+        prepared = GenerationInputs(embeds=prepared)
+    embeds, prefix, skip = prepared.embeds, prepared.prefix, prepared.prefix_length
+    if prepared.attention_mask is not None:
+        if embeds is None or embeds.shape[:2] != prepared.attention_mask.shape:
+            raise ValueError("prepare: an attention_mask needs embeds of the same (batch, length)")
+        attention_mask = prepared.attention_mask.to(attention_mask.dtype)
     vocab_size = model.get_output_embeddings().weight.shape[0]
     allowed = vocab.motion_token_mask(vocab_size, device)
     bias = torch.zeros(vocab_size, device=device).masked_fill(~allowed, float("-inf"))  # (V,)
     first_bias = bias.clone()
     first_bias[vocab.eom_id] = float("-inf")  # at least one code
 
-    mask = attention_mask
     rows = input_ids.shape[0]
+    mask = attention_mask
+    if skip:  # the prefix takes positions 0 … P-1 of every row
+        mask = torch.cat([torch.ones((rows, skip), dtype=mask.dtype, device=device), mask], dim=1)
     generated = torch.empty((rows, 0), dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
-    cache = None
-    if use_cache:
-        from transformers import DynamicCache
-
-        try:
-            cache = DynamicCache(config=model.config)
-        except TypeError:  # transformers < 4.56
-            cache = DynamicCache()
+    cache = new_cache(model, prefix) if use_cache or prefix else None
     cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
-    positions = position_ids(mask)
+    positions = position_ids(mask)[:, skip:]
     if embeds is not None:
         out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_arg,
-                    use_cache=use_cache, logits_to_keep=1)
+                    use_cache=use_cache or bool(prefix), logits_to_keep=1)
     else:
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
-                    use_cache=use_cache, logits_to_keep=1)
+                    use_cache=use_cache or bool(prefix), logits_to_keep=1)
     for step in range(max_codes):
         logits = out.logits[:, -1].float()  # (rows, V)
         if guided:
@@ -122,13 +160,16 @@ def _generate_batch(
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
                         **cache_arg, use_cache=True)
         else:  # recompute the whole sequence (reference path for tests)
-            positions = position_ids(mask)
+            positions = position_ids(mask)[:, skip:]
+            fresh = cache_kwarg(model, new_cache(model, prefix)) if prefix else {}
             if embeds is not None:
                 full = torch.cat([embeds, model.get_input_embeddings()(generated)], dim=1)
-                out = model(inputs_embeds=full, attention_mask=mask, position_ids=positions, use_cache=False)
+                out = model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **fresh,
+                            use_cache=bool(prefix))
             else:
                 full_ids = torch.cat([input_ids, generated], dim=1)
-                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, **fresh,
+                            use_cache=bool(prefix))
     return [vocab.ids_to_codes(generated[row, : int(lengths[row])]) for row in range(batch)]
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
+from l2emg.continual.methods.epi import EPI
 from l2emg.continual.methods.esmoe import ESMoE, ESMoEWithoutCGED, ESMoEWithoutLemo, ESMoEWithoutSAMoE
+from l2emg.continual.methods.lwf import LwFLoRA
 from l2emg.continual.methods.mtl import MTL
+from l2emg.continual.methods.olora import OLoRA
+from l2emg.continual.methods.progprompt import ProgressivePrompts
+from l2emg.continual.methods.sapt import SAPT
 from l2emg.continual.methods.seqlora import SeqLoRA
 from l2emg.errors import ConfigError
 
@@ -15,6 +20,11 @@ METHODS: dict[str, type[ContinualMethod]] = {
     "esmoe_wo_cged": ESMoEWithoutCGED,
     "esmoe_wo_samoe": ESMoEWithoutSAMoE,
     "esmoe_wo_lemo": ESMoEWithoutLemo,
+    "lwf": LwFLoRA,
+    "olora": OLoRA,
+    "sapt": SAPT,
+    "epi": EPI,
+    "progprompt": ProgressivePrompts,
 }
 
 

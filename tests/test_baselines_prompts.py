@@ -1,0 +1,395 @@
+"""The prompt-based continual baselines: EPI (per-scenario key/value prefix, Mahalanobis routing on
+frozen features) and Progressive Prompts ([P_t; …; P_1; x], residual MLP folded in)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from l2emg.config import load_config  # noqa: E402
+from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
+from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
+from l2emg.continual.methods.epi import squared_mahalanobis  # noqa: E402
+from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
+from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
+from l2emg.lm.generate import generate_codes  # noqa: E402
+from l2emg.lm.motion_lm import MotionLM  # noqa: E402
+from l2emg.lm.prompts import encode_prompts  # noqa: E402
+from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
+from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
+from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
+
+torch.set_num_threads(1)
+
+MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "fearful",
+         "in surprise": "surprised", "with disgust": "disgusted", "calmly": "neutral"}
+# Two scenarios with clearly different captions; even rows train, odd rows are the held-out test prompts.
+SCENARIO_A = [(f"a person {v} {w}, {m}", MOODS[m]) for v, w, m in
+              itertools.product(["walks", "runs"], ["forward", "slowly"], MOODS)]
+SCENARIO_B = [(f"someone {v} on the stage {w}, {m}", MOODS[m]) for v, w, m in
+              itertools.product(["spins", "kicks"], ["in a circle", "backwards"], MOODS)]
+CODEBOOK = 16
+PREFIX, PROMPT = 4, 3  # short prefix / soft prompt for speed (the defaults are 16 / 10)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = CAPTIONS + [c for c, _ in SCENARIO_A + SCENARIO_B] + [INSTRUCTION] * 3
+    return build_text_tokenizer(texts, vocab_size=400)
+
+
+def make_lm(tokenizer, seed: int = 0, rough: bool = False) -> MotionLM:
+    from copy import deepcopy
+
+    from transformers import LlamaForCausalLM
+
+    tok = deepcopy(tokenizer)
+    torch.manual_seed(seed)
+    config = tiny_llama_config(tiny_lm_config(), len(tok), tok)
+    config.num_key_value_heads = 2  # grouped-query attention: the prefix has kv_heads, not heads
+    config.initializer_range = 0.1  # (0.02 leaves a random tiny model deaf to any prompt)
+    model = LlamaForCausalLM(config)
+    if rough:
+        roughen(model, seed=seed + 1, scale=2.0)
+    vocab = add_motion_tokens(model, tok, torch.randn(CODEBOOK, 8, generator=torch.Generator().manual_seed(1)), seed=0)
+    return MotionLM(model, tok, vocab)
+
+
+def make_method(tokenizer, name: str, seed: int = 0, rough: bool = False, extra: tuple[str, ...] = ()):
+    config = load_config("tiny", [f"epi.prefix_length={PREFIX}", f"progprompt.prompt_length={PROMPT}",
+                                  "progprompt.mlp_hidden=32", *extra])
+    method = METHODS[name](config, make_lm(tokenizer, seed, rough))
+    method.setup()
+    return method
+
+
+def examples_for(method, captions, scenario: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    samples, codes = [], {}
+    for k, (caption, emotion) in enumerate(captions):
+        motion_id = f"{scenario}_{k:03d}"
+        codes[motion_id] = rng.integers(0, CODEBOOK, size=int(rng.integers(3, 7))).tolist()
+        samples.append(InstructionSample(INSTRUCTION, caption, emotion, scenario, motion_id, scenario))
+    return build_examples(samples, codes, method.lm.tokenizer, method.lm.vocab, max_length=128)
+
+
+def batch_of(method, examples):
+    return collate_examples(examples, method.lm.tokenizer.pad_token_id)
+
+
+def train(method, step: int, examples, updates: int = 4, lr: float = 3e-2, batch_size: int = 8) -> list[float]:
+    """begin_scenario -> a few AdamW updates on the trainable parameters -> end_scenario; returns losses."""
+    ctx = ScenarioContext(step, f"s{step}", examples)
+    method.train()
+    method.begin_scenario(step, ctx)
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for u in range(updates):
+        start = (u * batch_size) % len(examples)
+        out = method(batch_of(method, examples[start:start + batch_size]))
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(out["loss"].detach()))
+    method.end_scenario(step, ctx)
+    return losses
+
+
+def fixed_loss(method, examples) -> float:
+    """The loss of all `examples` in one batch, in eval mode."""
+    was_training = method.training
+    method.eval()
+    with torch.no_grad():
+        loss = float(method(batch_of(method, examples))["loss"])
+    method.train(was_training)
+    return loss
+
+
+def prompts(method, captions):
+    return encode_prompts(method.lm.tokenizer, method.lm.vocab, captions)
+
+
+def two_scenarios(method, updates: int = 0):
+    """Scenario 0 = the training half of A, scenario 1 = that of B (statistics only when updates=0)."""
+    ex_a = examples_for(method, SCENARIO_A[::2], "A")
+    ex_b = examples_for(method, SCENARIO_B[::2], "B")
+    for step, examples in enumerate([ex_a, ex_b]):
+        if updates:
+            train(method, step, examples, updates=updates)
+        else:
+            ctx = ScenarioContext(step, f"s{step}", examples)
+            method.begin_scenario(step, ctx)
+            method.end_scenario(step, ctx)
+    return ex_a, ex_b
+
+
+# ---- EPI ------------------------------------------------------------------------------------------------
+
+
+def test_epi_routing_is_the_mahalanobis_of_scipy(tokenizer):
+    from scipy.spatial.distance import mahalanobis
+
+    method = make_method(tokenizer, "epi")
+    ex_a, ex_b = two_scenarios(method)
+    method.eval()
+    # The shared covariance is the average of the scenarios' (each: the mean within-emotion covariance).
+    covariances = []
+    for examples in (ex_a, ex_b):
+        feats = method.example_features(examples).double().numpy()
+        labels = np.array([e["emotion"] for e in examples])
+        covariances.append(np.mean([np.cov(feats[labels == c].T) for c in np.unique(labels)
+                                    if (labels == c).sum() >= 2], axis=0))
+    shared = np.mean(covariances, axis=0)
+    assert np.allclose(method.shared_covariance().double().numpy(), shared, atol=1e-6 * np.abs(shared).max())
+
+    captions = [c for c, _ in SCENARIO_A[1::4] + SCENARIO_B[1::4]]
+    batch = prompts(method, captions)
+    features = method.prompt_features(batch["input_ids"], batch["attention_mask"]).double().numpy()
+    stored = method.shared_covariance().double().numpy()  # (kept in float32, as the official)
+    precision = np.linalg.pinv(stored, rcond=np.finfo(np.float32).eps * stored.shape[0], hermitian=True)
+    expected_scores = np.zeros((len(captions), 2))
+    for s, stats in enumerate(method.stats):
+        means = stats.means.double().numpy()
+        distances = np.array([[mahalanobis(f, m, precision) for m in means] for f in features])
+        ours = squared_mahalanobis(torch.from_numpy(features), stats.means, torch.from_numpy(precision)).numpy()
+        assert np.allclose(ours, distances ** 2, rtol=1e-6, atol=1e-9)
+        expected_scores[:, s] = distances.min(1)
+    assert np.allclose(method.scenario_scores(torch.from_numpy(features)).numpy(), expected_scores ** 2, rtol=1e-5)
+    routed = method.route(batch["input_ids"], batch["attention_mask"]).numpy()
+    assert routed.tolist() == expected_scores.argmin(1).tolist()
+    assert len(set(routed.tolist())) == 2  # both scenarios are chosen: the comparison is not trivial
+
+
+def test_epi_state_holds_only_prefixes_means_and_covariances(tokenizer):
+    shapes = []
+    for copies in (1, 3):  # three times as many training prompts: the same saved tensors
+        method = make_method(tokenizer, "epi")
+        ex_a = examples_for(method, SCENARIO_A[::2] * copies, "A")
+        ex_b = examples_for(method, SCENARIO_B[::2] * copies, "B")
+        for step, examples in enumerate([ex_a, ex_b]):
+            ctx = ScenarioContext(step, f"s{step}", examples)
+            method.begin_scenario(step, ctx)
+            method.end_scenario(step, ctx)
+        state = method.adapter_state()
+        shapes.append({k: tuple(v.shape) for k, v in state.items()})
+    assert shapes[0] == shapes[1]
+    d, width = method.hidden, method.prefix_width
+    emotions = len(MOODS)
+    assert shapes[1] == {"prefixes.0": (PREFIX, width), "prefixes.1": (PREFIX, width),
+                         "stats.0.means": (emotions, d), "stats.0.emotions": (emotions,),
+                         "stats.1.means": (emotions, d), "stats.1.emotions": (emotions,),
+                         "covariance_sum": (d, d), "covariance_count": ()}
+    # No stored row is the feature of a single training prompt (every emotion mean averages several).
+    feats = method.example_features(ex_a)
+    assert torch.cdist(state["stats.0.means"], feats).min() > 1e-4
+
+
+def test_epi_routes_held_out_prompts_to_their_scenario(tokenizer):
+    method = make_method(tokenizer, "epi")
+    two_scenarios(method)
+    method.eval()
+    test_a = [c for c, _ in SCENARIO_A[1::2]]  # captions never seen in the statistics
+    test_b = [c for c, _ in SCENARIO_B[1::2]]
+    acc_a = method.evaluation_extras(test_a, 0)["routing_accuracy"]
+    acc_b = method.evaluation_extras(test_b, 1)["routing_accuracy"]
+    assert acc_a > 0.75 and acc_b > 0.75, (acc_a, acc_b)  # chance is 0.5
+    assert method.evaluation_extras(test_a, 2) == {}  # a scenario not learned yet
+    # prepare_generation routes the same way and returns that scenario's prefix
+    batch = prompts(method, test_a[:2] + test_b[:2])
+    inputs = method.prepare_generation(batch["input_ids"], batch["attention_mask"])
+    assert method.last_routing.tolist() == method.route(batch["input_ids"], batch["attention_mask"]).tolist()
+    key0 = inputs.prefix[0][0]  # (B, kv_heads, P, head_dim)
+    assert key0.shape == (4, method.kv_heads, PREFIX, method.head_dim)
+    for row, scenario in enumerate(method.last_routing.tolist()):
+        expected = method.prefix_key_values(torch.tensor([scenario]))[0][0][0]
+        assert torch.equal(key0[row], expected)
+
+
+def test_epi_cached_generation_equals_a_full_forward_with_the_prefix(tokenizer):
+    method = make_method(tokenizer, "epi", rough=True)
+    two_scenarios(method, updates=2)
+    method.eval()
+    captions = [SCENARIO_A[1][0], SCENARIO_B[3][0], "a person runs slowly, sadly", SCENARIO_B[6][0]]
+    calls = []  # the decoding forwards' last logits (not the routing's feature forward)
+    hook = method.model.register_forward_hook(
+        lambda module, args, kwargs, out: None if kwargs.get("output_hidden_states") else
+        calls.append(out.logits[:, -1].detach()), with_kwargs=True)
+    try:
+        codes = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions, max_codes=6,
+                               prepare=method.prepare_generation, batch_size=len(captions))
+    finally:
+        hook.remove()
+    routing = method.last_routing.tolist()
+    uncached = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions, max_codes=6,
+                              prepare=method.prepare_generation, batch_size=len(captions), use_cache=False)
+    assert [c.tolist() for c in codes] == [c.tolist() for c in uncached]
+    assert len(calls) >= 2
+    # Teacher-forced full forward (right-padded, the training path) with each prompt's routed prefix:
+    # its logits at the prompt end and at every generated code equal the cached decoding steps'.
+    vocab = method.lm.vocab
+    for row, caption in enumerate(captions):
+        example = examples_for(method, [(caption, "sad")], "x")[0]
+        prompt = example["input_ids"][: example["prompt_length"]]
+        ids = torch.tensor([prompt + vocab.codes_to_ids(codes[row]).tolist()])
+        with torch.no_grad():
+            full = method.logits({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, scenario=routing[row])
+        for step in range(len(codes[row])):
+            torch.testing.assert_close(full[0, len(prompt) - 1 + step], calls[step][row], atol=2e-4, rtol=1e-4)
+    # and the prefix changes what is generated (the routed prefix matters)
+    swapped = method.prefix_key_values(torch.tensor([1 - s for s in routing]))
+    from l2emg.lm.generate import GenerationInputs
+
+    other = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions, max_codes=6,
+                           prepare=lambda i, m: GenerationInputs(prefix=swapped), batch_size=len(captions))
+    assert [c.tolist() for c in other] != [c.tolist() for c in codes]
+
+
+# ---- Progressive Prompts ------------------------------------------------------------------------------
+
+
+def test_progprompt_older_prompts_frozen_and_input_is_newest_first(tokenizer):
+    method = make_method(tokenizer, "progprompt")
+    ex_a = examples_for(method, SCENARIO_A[::2], "A")
+    ex_b = examples_for(method, SCENARIO_B[::2], "B")
+    backbone = {k: v.clone() for k, v in method.model.state_dict().items()}
+    train(method, 0, ex_a)
+    first = method.prompts[0].detach().clone()
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
+    expected = {id(method.prompts[1]), *(id(p) for p in method.mlp.parameters())}
+    assert {id(p) for p in method.trainable_parameters()} == expected
+    assert {id(p) for p in method.parameters() if p.requires_grad} == expected
+    method.end_scenario(1, None)
+    train(method, 1, ex_b)
+    assert torch.equal(method.prompts[0], first)  # bit-identical
+    for key, value in method.model.state_dict().items():
+        assert torch.equal(value, backbone[key]), key  # frozen backbone
+
+    captured = []
+    hook = method.model.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append((kwargs["inputs_embeds"].detach(), kwargs["attention_mask"])),
+        with_kwargs=True)
+    batch = batch_of(method, ex_b[:3])
+    plain = prompts(method, [SCENARIO_B[0][0], SCENARIO_A[2][0]])  # left-padded generation prompts
+    try:
+        method.eval()
+        with torch.no_grad():
+            method.logits(batch)
+            inputs = method.prepare_generation(plain["input_ids"], plain["attention_mask"])
+    finally:
+        hook.remove()
+    table = method.model.get_input_embeddings()
+    n = PROMPT
+    for (embeds, mask), source in ((captured[0], batch), ((inputs.embeds, inputs.attention_mask), plain)):
+        rows = embeds.shape[0]
+        assert torch.equal(embeds[:, :n], method.prompts[1].expand(rows, -1, -1))  # P_2 first
+        assert torch.equal(embeds[:, n:2 * n], method.prompts[0].expand(rows, -1, -1))  # then P_1
+        assert torch.equal(embeds[:, 2 * n:], table(source["input_ids"]))  # then x
+        assert bool(mask[:, :2 * n].all()) and torch.equal(mask[:, 2 * n:], source["attention_mask"])
+
+
+def test_progprompt_training_input_goes_through_the_mlp_and_folding_keeps_the_output(tokenizer):
+    method = make_method(tokenizer, "progprompt", rough=True)
+    ex_a = examples_for(method, SCENARIO_A[::2], "A")
+    ctx = ScenarioContext(0, "s0", ex_a)
+    method.train()
+    method.begin_scenario(0, ctx)
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=3e-2)
+    for u in range(3):
+        method(batch_of(method, ex_a[u * 4:(u + 1) * 4]))["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    raw = method.prompts[0].detach().clone()
+    method.eval()
+    batch = batch_of(method, ex_a[:4])
+    with torch.no_grad():
+        through_mlp = method.prompt_stack().clone()
+        before = method.logits(batch)
+    assert torch.allclose(through_mlp, method.mlp(raw))
+    assert not torch.allclose(through_mlp, raw, atol=1e-4)  # the MLP does something
+    method.end_scenario(0, ctx)
+    assert method.mlp is None and "mlp.module.0.weight" not in method.adapter_state()
+    assert torch.allclose(method.prompts[0], through_mlp, atol=1e-6)
+    with torch.no_grad():
+        after = method.logits(batch)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+# ---- both -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["epi", "progprompt"])
+def test_two_scenarios_train_with_falling_loss(tokenizer, name):
+    method = make_method(tokenizer, name)
+    for step, (captions, scenario) in enumerate([(SCENARIO_A, "A"), (SCENARIO_B, "B")]):
+        examples = examples_for(method, captions, scenario)
+        ctx = ScenarioContext(step, f"s{step}", examples)
+        method.begin_scenario(step, ctx)
+        before = fixed_loss(method, examples)  # with the new scenario's fresh prefix / prompt
+        method.end_scenario(step, ctx)
+        train(method, step, examples, updates=8, lr=0.1)
+        after = fixed_loss(method, examples)
+        assert after < before - 0.1, (step, before, after)
+
+
+@pytest.mark.parametrize("name", ["epi", "progprompt"])
+def test_checkpoint_round_trip_gives_identical_logits_and_generations(tokenizer, name, tmp_path):
+    method = make_method(tokenizer, name, rough=True)
+    ex_a, ex_b = two_scenarios(method, updates=2)
+    save_checkpoint(method, name, 1, {"step": 1}, tmp_path / "step_01")
+    restored = make_method(tokenizer, name, rough=True)
+    load_checkpoint(restored, tmp_path / "step_01", name)
+    for m in (method, restored):
+        m.eval()
+    batch = batch_of(method, ex_a[:3] + ex_b[:3])
+    with torch.no_grad():
+        assert torch.equal(method.logits(batch), restored.logits(batch))
+    captions = [c for c, _ in SCENARIO_A[1:6:2] + SCENARIO_B[1:6:2]]
+    kwargs = dict(max_codes=6, batch_size=3, greedy=False, seed=3)
+    lists = [[c.tolist() for c in generate_codes(m.model, m.lm.tokenizer, m.lm.vocab, captions,
+                                                  prepare=m.prepare_generation, **kwargs)]
+             for m in (method, restored)]
+    assert lists[0] == lists[1]
+    uncached = generate_codes(method.model, method.lm.tokenizer, method.lm.vocab, captions,
+                              prepare=method.prepare_generation, use_cache=False, **kwargs)
+    assert [c.tolist() for c in uncached] == lists[0]  # the KV-cached path equals full recomputation
+    assert method.structure() == restored.structure()
+    if name == "epi":
+        batch = prompts(method, captions)
+        assert torch.equal(method.route(*batch.values()), restored.route(*batch.values()))
+
+
+def test_report_lists_a_methods_extras_per_step_and_scenario():
+    from l2emg.continual.report import extras_lines, method_extras
+
+    results = {"scenarios": ["A", "B"], "steps": [
+        {"extras": {"A": {"routing_accuracy": 1.0}}},
+        {"extras": {"A": {"routing_accuracy": 0.75}, "B": {"routing_accuracy": 0.5}}}]}
+    extras = method_extras(results)
+    assert extras == {"routing_accuracy": {"matrix": [[1.0, None], [0.75, 0.5]], "final": {"A": 0.75, "B": 0.5},
+                                           "final_mean": 0.625}}
+    text = "\n".join(extras_lines(extras, results["scenarios"]))
+    assert "| 1 | 1.000 |  |" in text and "| 2 | 0.750 | 0.500 |" in text and "0.625" in text
+    assert method_extras({"scenarios": ["A"], "steps": [{"results": {}}]}) == {}  # other methods: nothing
+
+
+def test_config_sections_have_the_official_defaults_and_refuse_bad_values(tokenizer):
+    from l2emg.config import Config
+    from l2emg.errors import ConfigError
+
+    config = Config()
+    assert (config.epi.prefix_length, config.epi.feature_layer, config.epi.init_std, config.epi.dropout) == (16, -1, 1.0, 0.0)
+    assert (config.progprompt.prompt_length, config.progprompt.residual_mlp, config.progprompt.mlp_hidden) == (10, True, 800)
+    for bad in ("epi.prefix_length=0", "epi.init_std=0", "epi.dropout=1.0", "progprompt.prompt_length=0",
+                "progprompt.mlp_hidden=0", "epi.unknown=1"):
+        with pytest.raises(ConfigError):
+            load_config("tiny", [bad])
+    with pytest.raises(ConfigError, match="feature_layer"):
+        make_method(tokenizer, "epi", extra=("epi.feature_layer=3",))  # the tiny model has hidden states 0 … 2
