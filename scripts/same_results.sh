@@ -6,7 +6,7 @@
 #
 #   bash scripts/same_results.sh REV [NEW] [OUT_DIR]    e.g. bash scripts/same_results.sh HEAD~3
 #
-# About 5 minutes per tree on 2 cores. Exit code 0 when the runs are identical.
+# About 5 minutes per tree on 2 idle cores (THREADS=1 for a busy machine). Exit code 0 when identical.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:?usage: same_results.sh REV [NEW] [OUT_DIR]}
@@ -26,7 +26,7 @@ trap 'git worktree remove --force "$out/before-tree" >/dev/null 2>&1 || true;
 methods=$(PYTHONPATH="$out/before-tree/src" "$python" -c "from l2emg.continual.methods import METHODS; print(' '.join(METHODS))")
 
 run_tree() {  # $1 = source tree, $2 = run folder
-  (cd "$1" && export PYTHONPATH="$1/src" OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1
+  (cd "$1" && export PYTHONPATH="$1/src" OMP_NUM_THREADS=${THREADS:-2} HF_HUB_OFFLINE=1
    "$python" -m l2emg.cli run --profile tiny --run-dir "$2" --no-progress --no-stream
    for m in $methods; do
      "$python" -m l2emg.cli train --method "$m" --split unseen --order 1 --profile tiny --run-dir "$2" --no-progress
