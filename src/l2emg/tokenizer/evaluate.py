@@ -79,7 +79,7 @@ def evaluate_tokenizer(
     per_scenario: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     per_emotion: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     overall = [0.0, 0.0, 0, 0]
-    with progress_bar("evaluating", len(records), enabled=progress) as bar:
+    with progress_bar("tokenizer: test split", len(records), enabled=progress) as bar:
         for record, reference, reconstructed in zip(records, motions, decoded):
             sums = (*_mpjpe_sums(reference, reconstructed[: len(reference)]), len(reference))
             for bucket in (overall, per_scenario[record.scenario or "unknown"], per_emotion[record.emotion or "unknown"]):

@@ -75,12 +75,13 @@ class progress_bar:
         tenths = self.done * 10 // self.total if self.total else 0
         self._logged_tenths = tenths
         elapsed = time.time() - self._started
-        line = f"{self.description}: {self.done}/{self.total} ({10 * tenths}%) {_clock(elapsed)} elapsed"
+        percent = 100 * self.done // self.total if self.total else 0
+        line = f"{self.description}: {self.done}/{self.total} ({percent}%) {_clock(elapsed)} elapsed"
         if 0 < self.done < self.total:
             line += f", ~{_clock(elapsed * (self.total - self.done) / self.done)} left"
         if self.info:
             line += f" — {self.info}"
-        self.console.print(line, markup=False, highlight=False)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line per entry in a log
 
     def __exit__(self, *exc: Any) -> None:
         if self._rich is not None:
