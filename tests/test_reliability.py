@@ -183,3 +183,35 @@ def test_lm_max_codes_beyond_the_context_is_refused_before_training(tiny_run_cop
     with pytest.raises(ConfigError, match="lm.max_codes=10000"):
         trainer.run_stream()
     assert trainer.finished_steps() == 0
+
+
+def test_a_full_disk_during_the_data_build_then_a_rebuild_gives_the_uninterrupted_folder(tmp_path, monkeypatch):
+    import l2emg.data.build as build
+    from l2emg.config import load_config
+
+    config = load_config("tiny", ["data.num_motions=40"])
+    straight = tmp_path / "straight"
+    build.build_dataset(config, straight, progress=False, workers=1)
+
+    real_write = build.write_motion
+    written = []
+
+    def full_disk_after_ten(root, record, *args, **kwargs):
+        written.append(record.motion_id)
+        if len(written) > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(root, record, *args, **kwargs)
+
+    monkeypatch.setattr(build, "write_motion", full_disk_after_ten)
+    starved = tmp_path / "data"
+    with pytest.raises(OSError) as failure:
+        build.build_dataset(config, starved, progress=False, workers=1)
+    assert failure.value.errno == errno.ENOSPC and str(starved) in str(failure.value.filename)
+    assert not starved.exists() and not (tmp_path / ".data.partial").exists()
+    monkeypatch.setattr(build, "write_motion", real_write)
+    build.build_dataset(config, starved, progress=False, workers=1)
+    files = sorted(p.relative_to(straight) for p in straight.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(starved) for p in starved.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "dataset.json":  # its timings and paths differ
+            assert (straight / rel).read_bytes() == (starved / rel).read_bytes(), rel
