@@ -104,6 +104,22 @@ class ContinualMethod(nn.Module):
     def restore_structure(self, structure: dict[str, Any]) -> None:
         """Recreate the modules described by `structure()` (on a freshly set-up method)."""
 
+    def restore_experts(self, structure: dict[str, Any], most: int | None = None) -> int:
+        """For a method with an expert bank (`self.bank`): check the checkpoint is of this variant, add
+        its experts (frozen) and return their count (at most `most`)."""
+        from l2emg.errors import CheckpointError
+
+        if structure.get("variant", self.name) != self.name:
+            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
+        count = int(structure.get("num_experts", self.bank.num_experts))
+        if count < self.bank.num_experts or (most is not None and count > most):
+            raise CheckpointError(f"checkpoint has {count} experts; this {self.name} method has "
+                                  f"{self.bank.num_experts}" + (f" and holds at most {most}" if most else ""))
+        while self.bank.num_experts < count:
+            self.bank.add_expert(trainable=False)
+        self.bank.set_trainable([])
+        return count
+
     def adapter_state(self) -> dict[str, Tensor]:
         """Every tensor the method trains or keeps (not the frozen backbone), by state-dict name."""
         state = {}

@@ -48,7 +48,6 @@ from l2emg.continual.lora import ExpertEmbedding, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
 from l2emg.continual.methods.gate import ExpertGate
-from l2emg.errors import CheckpointError
 from l2emg.labels import EMOTIONS
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.utils.seeding import seeded_generator
@@ -310,15 +309,8 @@ class ESMoE(ContinualMethod):
                 "reflection_sizes": list(self.gate.reflection_sizes) if self.use_samoe else []}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
-        if structure.get("variant", self.name) != self.name:
-            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
         self.bank.unmerge()
-        count = int(structure.get("num_experts", self.bank.num_experts))
-        if count < self.bank.num_experts:
-            raise CheckpointError(f"checkpoint has {count} experts but the method already has {self.bank.num_experts}")
-        while self.bank.num_experts < count:
-            self.bank.add_expert(trainable=False)
-        self.bank.set_trainable([])
+        count = self.restore_experts(structure)
         if self.use_samoe:
             while self.gate.num_experts < count:
                 self.gate.add_key()

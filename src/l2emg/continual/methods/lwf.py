@@ -40,7 +40,6 @@ from torch.nn import functional as F
 from l2emg.config import Config
 from l2emg.continual.lora import inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
-from l2emg.errors import CheckpointError
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.lm.prompts import IGNORE_INDEX
 from l2emg.utils.seeding import seeded_generator
@@ -149,11 +148,4 @@ class LwFLoRA(ContinualMethod):
         return {"variant": self.name, "num_experts": self.bank.num_experts}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
-        if structure.get("variant", self.name) != self.name:
-            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
-        count = int(structure.get("num_experts", self.bank.num_experts))
-        if not 1 <= count <= 2 or count < self.bank.num_experts:
-            raise CheckpointError(f"an LwF checkpoint has 1 or 2 experts (student, teacher), got {count}")
-        while self.bank.num_experts < count:
-            self.bank.add_expert(trainable=False)
-        self.bank.set_trainable([])
+        self.restore_experts(structure, most=2)  # the student and, from the second scenario on, its teacher

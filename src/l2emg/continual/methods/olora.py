@@ -36,7 +36,6 @@ from torch import Tensor, nn
 from l2emg.config import Config
 from l2emg.continual.lora import ExpertBank, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
-from l2emg.errors import CheckpointError
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.utils.seeding import seeded_generator
 
@@ -120,12 +119,5 @@ class OLoRA(ContinualMethod):
         return {"variant": self.name, "num_experts": self.bank.num_experts, "current": self.current}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
-        if structure.get("variant", self.name) != self.name:
-            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
-        count = int(structure.get("num_experts", self.bank.num_experts))
-        if count < self.bank.num_experts:
-            raise CheckpointError(f"checkpoint has {count} experts but the method already has {self.bank.num_experts}")
-        while self.bank.num_experts < count:
-            self.bank.add_expert(trainable=False)
-        self.bank.set_trainable([])
+        count = self.restore_experts(structure)
         self.current = int(structure.get("current", max(count - 1, 0)))

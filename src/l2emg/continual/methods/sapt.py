@@ -368,16 +368,9 @@ class SAPT(ContinualMethod):
                 "reflection_sizes": [list(s) for s in self.reflection_sizes]}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
-        if structure.get("variant", self.name) != self.name:
-            raise CheckpointError(f"checkpoint structure is for {structure.get('variant')!r}, not {self.name!r}")
-        count = int(structure.get("num_experts", self.bank.num_experts))
-        if count < self.bank.num_experts:
-            raise CheckpointError(f"checkpoint has {count} experts but the method already has {self.bank.num_experts}")
-        while self.bank.num_experts < count:
-            self.bank.add_expert(trainable=False)
+        count = self.restore_experts(structure)
         while self.gate.num_experts < count:
             self.gate.add_key()
-        self.bank.set_trainable([])
         self.gate.set_trainable(None)
         sizes = [(int(n), int(length)) for n, length in structure.get("reflection_sizes", [])]
         if len(sizes) > count:
