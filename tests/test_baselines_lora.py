@@ -3,11 +3,10 @@ built on, two-scenario training with falling loss, and exact checkpoint round tr
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
+from functools import partial
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -16,101 +15,46 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from l2emg.config import load_config  # noqa: E402
 from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
-from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
+from l2emg.continual.methods import ScenarioContext  # noqa: E402
 from l2emg.continual.methods.lwf import TEACHER, distillation_kl  # noqa: E402
 from l2emg.continual.methods.olora import orthogonality_loss  # noqa: E402
-from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
-from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
 from l2emg.lm.generate import generate_codes  # noqa: E402
-from l2emg.lm.motion_lm import MotionLM  # noqa: E402
 from l2emg.lm.prompts import encode_prompts  # noqa: E402
-from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
-from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
-from lm_fixtures import CAPTIONS, tiny_lm_config  # noqa: E402
+from method_fixtures import (  # noqa: E402
+    CODEBOOK,
+    EMBEDDING_LORA,
+    SCENARIO_A,
+    SCENARIO_B,
+    batch_of,
+    build_tokenizer,
+    examples_for,
+    make_lm,
+    setup_method,
+)
+from method_fixtures import steps as _steps  # noqa: E402
+from method_fixtures import train as _train  # noqa: E402
 
 torch.set_num_threads(1)
 
-MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "fearful",
-         "in surprise": "surprised", "with disgust": "disgusted", "calmly": "neutral"}
-SCENARIO_A = [(f"a person {v} {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["walks", "runs"], ["forward", "slowly"], MOODS)]
-SCENARIO_B = [(f"someone {v} on the stage {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["spins", "kicks"], ["in a circle", "backwards"], MOODS)]
-CODEBOOK = 16
 BASELINES = ["lwf", "olora", "sapt"]
 EXTRA: list = []
-EMBEDDING_LORA = ["lora.target_modules=[q_proj, k_proj, v_proj, o_proj, embed_tokens, lm_head]",
-                  "lora.rank_pattern={embed_tokens: 8, lm_head: 6}"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    texts = CAPTIONS + [c for c, _ in SCENARIO_A + SCENARIO_B] + [INSTRUCTION] * 3
-    return build_text_tokenizer(texts, vocab_size=400)
-
-
-def make_lm(tokenizer, seed: int = 0) -> MotionLM:
-    from copy import deepcopy
-
-    from transformers import LlamaForCausalLM
-
-    tok = deepcopy(tokenizer)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(tiny_lm_config(), len(tok), tok))
-    codebook = torch.randn(CODEBOOK, 8, generator=torch.Generator().manual_seed(1))
-    vocab = add_motion_tokens(model, tok, codebook, seed=0)
-    return MotionLM(model, tok, vocab)
+    return build_tokenizer()
 
 
 def make_method(tokenizer, name: str, seed: int = 0, extra=()):
     overrides = ["lora.dropout=0.0", "lora.rank=4", "sapt.query_hidden=16", "sapt.pseudo_prompt_tokens=8",
                  "sapt.reflection_min=3", "sapt.pseudo_prompt_pool=3", *extra, *EXTRA]
-    method = METHODS[name](load_config("tiny", overrides), make_lm(tokenizer, seed))
-    method.setup()
-    return method
+    return setup_method(name, load_config("tiny", overrides), make_lm(tokenizer, seed))
 
 
-def examples_for(method, captions, scenario: str, seed: int = 0, codes_from: int = 0, codes_to: int = CODEBOOK):
-    """Instruction examples with random motion codes in [codes_from, codes_to)."""
-    rng = np.random.default_rng(seed)
-    samples, codes = [], {}
-    for k, (caption, emotion) in enumerate(captions):
-        motion_id = f"{scenario}_{k:03d}"
-        codes[motion_id] = rng.integers(codes_from, codes_to, size=int(rng.integers(3, 7))).tolist()
-        samples.append(InstructionSample(INSTRUCTION, caption, emotion, scenario, motion_id, scenario))
-    return build_examples(samples, codes, method.lm.tokenizer, method.lm.vocab, max_length=128)
-
-
-def batch_of(method, examples):
-    return collate_examples(examples, method.lm.tokenizer.pad_token_id)
-
-
-def steps(method, examples, updates: int, lr: float = 1e-2, batch_size: int = 8) -> list[dict]:
-    """A few AdamW updates (inside begin/end_scenario); returns the outputs. The optimizer holds every
-    parameter that requires a gradient — which must be exactly `trainable_parameters()` — with weight
-    decay, so that a parameter that should be frozen but is not would move even without a gradient."""
-    params = [p for p in method.parameters() if p.requires_grad]
-    assert {id(p) for p in params} == {id(p) for p in method.trainable_parameters()}
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.1)
-    outs = []
-    for u in range(updates):
-        start = (u * batch_size) % len(examples)
-        out = method(batch_of(method, examples[start:start + batch_size]))
-        out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        outs.append({k: v.detach() for k, v in out.items()})
-    return outs
-
-
-def train(method, step: int, examples, updates: int = 3, **kwargs) -> list[dict]:
-    ctx = ScenarioContext(step, f"s{step}", examples)
-    method.train()
-    method.begin_scenario(step, ctx)
-    outs = steps(method, examples, updates, **kwargs)
-    method.end_scenario(step, ctx)
-    return outs
+# The optimizer holds every parameter that requires a gradient — asserted to be exactly `trainable_parameters()`
+# — with weight decay, so that a parameter that should be frozen but is not would move even without a gradient.
+steps = partial(_steps, weight_decay=0.1, every_requires_grad=True)
+train = partial(_train, updates=3, weight_decay=0.1, every_requires_grad=True)
 
 
 def prompt_logits(method, captions) -> torch.Tensor:

@@ -3,8 +3,8 @@ frozen features) and Progressive Prompts ([P_t; …; P_1; x], residual MLP folde
 
 from __future__ import annotations
 
-import itertools
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,92 +14,43 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from l2emg.config import load_config  # noqa: E402
 from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
-from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
+from l2emg.continual.methods import ScenarioContext  # noqa: E402
 from l2emg.continual.methods.epi import squared_mahalanobis  # noqa: E402
-from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
-from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
 from l2emg.lm.generate import generate_codes  # noqa: E402
-from l2emg.lm.motion_lm import MotionLM  # noqa: E402
-from l2emg.lm.prompts import encode_prompts  # noqa: E402
-from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
-from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
-from lm_fixtures import CAPTIONS, roughen, tiny_lm_config  # noqa: E402
+from method_fixtures import (  # noqa: E402
+    MOODS,
+    SCENARIO_A,
+    SCENARIO_B,
+    batch_of,
+    build_tokenizer,
+    examples_for,
+    make_lm,
+    prompts,
+    setup_method,
+)
+from method_fixtures import train as _train  # noqa: E402
 
 torch.set_num_threads(1)
 
-MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "fearful",
-         "in surprise": "surprised", "with disgust": "disgusted", "calmly": "neutral"}
-# Two scenarios with clearly different captions; even rows train, odd rows are the held-out test prompts.
-SCENARIO_A = [(f"a person {v} {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["walks", "runs"], ["forward", "slowly"], MOODS)]
-SCENARIO_B = [(f"someone {v} on the stage {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["spins", "kicks"], ["in a circle", "backwards"], MOODS)]
-CODEBOOK = 16
+# Of the two scenarios (SCENARIO_A, SCENARIO_B), even rows train and odd rows are the held-out test prompts.
 PREFIX, PROMPT = 4, 3  # short prefix / soft prompt for speed (the defaults are 16 / 10)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    texts = CAPTIONS + [c for c, _ in SCENARIO_A + SCENARIO_B] + [INSTRUCTION] * 3
-    return build_text_tokenizer(texts, vocab_size=400)
-
-
-def make_lm(tokenizer, seed: int = 0, rough: bool = False) -> MotionLM:
-    from copy import deepcopy
-
-    from transformers import LlamaForCausalLM
-
-    tok = deepcopy(tokenizer)
-    torch.manual_seed(seed)
-    config = tiny_llama_config(tiny_lm_config(), len(tok), tok)
-    config.num_key_value_heads = 2  # grouped-query attention: the prefix has kv_heads, not heads
-    config.initializer_range = 0.1  # (0.02 leaves a random tiny model deaf to any prompt)
-    model = LlamaForCausalLM(config)
-    if rough:
-        roughen(model, seed=seed + 1, scale=2.0)
-    vocab = add_motion_tokens(model, tok, torch.randn(CODEBOOK, 8, generator=torch.Generator().manual_seed(1)), seed=0)
-    return MotionLM(model, tok, vocab)
+    return build_tokenizer()
 
 
 def make_method(tokenizer, name: str, seed: int = 0, rough: bool = False, extra: tuple[str, ...] = ()):
     config = load_config("tiny", [f"epi.prefix_length={PREFIX}", f"progprompt.prompt_length={PROMPT}",
                                   "progprompt.mlp_hidden=32", *extra])
-    method = METHODS[name](config, make_lm(tokenizer, seed, rough))
-    method.setup()
-    return method
+    lm = make_lm(tokenizer, seed, rough,
+                 num_key_value_heads=2,  # grouped-query attention: the prefix has kv_heads, not heads
+                 initializer_range=0.1)  # (0.02 leaves a random tiny model deaf to any prompt)
+    return setup_method(name, config, lm)
 
 
-def examples_for(method, captions, scenario: str, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    samples, codes = [], {}
-    for k, (caption, emotion) in enumerate(captions):
-        motion_id = f"{scenario}_{k:03d}"
-        codes[motion_id] = rng.integers(0, CODEBOOK, size=int(rng.integers(3, 7))).tolist()
-        samples.append(InstructionSample(INSTRUCTION, caption, emotion, scenario, motion_id, scenario))
-    return build_examples(samples, codes, method.lm.tokenizer, method.lm.vocab, max_length=128)
-
-
-def batch_of(method, examples):
-    return collate_examples(examples, method.lm.tokenizer.pad_token_id)
-
-
-def train(method, step: int, examples, updates: int = 4, lr: float = 3e-2, batch_size: int = 8) -> list[float]:
-    """begin_scenario -> a few AdamW updates on the trainable parameters -> end_scenario; returns losses."""
-    ctx = ScenarioContext(step, f"s{step}", examples)
-    method.train()
-    method.begin_scenario(step, ctx)
-    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    for u in range(updates):
-        start = (u * batch_size) % len(examples)
-        out = method(batch_of(method, examples[start:start + batch_size]))
-        out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(out["loss"].detach()))
-    method.end_scenario(step, ctx)
-    return losses
+train = partial(_train, lr=3e-2)  # begin_scenario -> AdamW updates (4 by default) -> end_scenario
 
 
 def fixed_loss(method, examples) -> float:
@@ -110,10 +61,6 @@ def fixed_loss(method, examples) -> float:
         loss = float(method(batch_of(method, examples))["loss"])
     method.train(was_training)
     return loss
-
-
-def prompts(method, captions):
-    return encode_prompts(method.lm.tokenizer, method.lm.vocab, captions)
 
 
 def two_scenarios(method, updates: int = 0):

@@ -13,49 +13,32 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from l2emg.config import load_config  # noqa: E402
-from l2emg.continual.examples import build_examples, collate_examples  # noqa: E402
-from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
+from l2emg.continual.methods import ScenarioContext  # noqa: E402
 from l2emg.continual.methods.cged import kmeans_centroids  # noqa: E402
 from l2emg.continual.methods.gate import ExpertGate, orthogonal_keys, select_top_k  # noqa: E402
-from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
 from l2emg.errors import CheckpointError  # noqa: E402
 from l2emg.labels import EMOTIONS  # noqa: E402
-from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
 from l2emg.lm.generate import cache_kwarg, generate_codes  # noqa: E402
-from l2emg.lm.motion_lm import MotionLM  # noqa: E402
-from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
-from l2emg.lm.vocab import add_motion_tokens  # noqa: E402
-from lm_fixtures import CAPTIONS, tiny_lm_config  # noqa: E402
+from method_fixtures import (  # noqa: E402
+    EMBEDDING_LORA,
+    MOODS,
+    SCENARIO_A,
+    SCENARIO_B,
+    batch_of,
+    build_tokenizer,
+    examples_for,
+    make_lm,
+    prompts,
+    setup_method,
+    train,
+)
 
 torch.set_num_threads(1)
-
-MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "fearful",
-         "in surprise": "surprised", "with disgust": "disgusted", "calmly": "neutral"}
-# Two scenarios with clearly different captions (different verbs and words).
-SCENARIO_A = [(f"a person {v} {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["walks", "runs"], ["forward", "slowly"], MOODS)]
-SCENARIO_B = [(f"someone {v} on the stage {w}, {m}", MOODS[m]) for v, w, m in
-              itertools.product(["spins", "kicks"], ["in a circle", "backwards"], MOODS)]
-CODEBOOK = 16
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    texts = CAPTIONS + [c for c, _ in SCENARIO_A + SCENARIO_B] + [INSTRUCTION] * 3
-    return build_text_tokenizer(texts, vocab_size=400)
-
-
-def make_lm(tokenizer, seed: int = 0) -> MotionLM:
-    from copy import deepcopy
-
-    from transformers import LlamaForCausalLM
-
-    tok = deepcopy(tokenizer)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(tiny_lm_config(), len(tok), tok))
-    codebook = torch.randn(CODEBOOK, 8, generator=torch.Generator().manual_seed(1))
-    vocab = add_motion_tokens(model, tok, codebook, seed=0)
-    return MotionLM(model, tok, vocab)
+    return build_tokenizer()
 
 
 def make_config(extra: tuple[str, ...] | list[str] = (), **esmoe):
@@ -68,47 +51,7 @@ def make_config(extra: tuple[str, ...] | list[str] = (), **esmoe):
 
 
 def make_method(tokenizer, name: str = "esmoe", seed: int = 0, extra: tuple[str, ...] | list[str] = (), **esmoe):
-    method = METHODS[name](make_config(extra, **esmoe), make_lm(tokenizer, seed))
-    method.setup()
-    return method
-
-
-def examples_for(method, captions, scenario: str, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    samples, codes = [], {}
-    for k, (caption, emotion) in enumerate(captions):
-        motion_id = f"{scenario}_{k:03d}"
-        codes[motion_id] = rng.integers(0, CODEBOOK, size=int(rng.integers(3, 7))).tolist()
-        samples.append(InstructionSample(INSTRUCTION, caption, emotion, scenario, motion_id, scenario))
-    return build_examples(samples, codes, method.lm.tokenizer, method.lm.vocab, max_length=128)
-
-
-def batch_of(method, examples):
-    return collate_examples(examples, method.lm.tokenizer.pad_token_id)
-
-
-def train(method, step: int, examples, updates: int = 4, lr: float = 1e-2, batch_size: int = 8) -> list[float]:
-    """begin_scenario -> a few AdamW updates on the trainable parameters -> end_scenario; returns losses."""
-    ctx = ScenarioContext(step, f"s{step}", examples)
-    method.train()
-    method.begin_scenario(step, ctx)
-    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    for u in range(updates):
-        start = (u * batch_size) % len(examples)
-        out = method(batch_of(method, examples[start:start + batch_size]))
-        out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(out["loss"].detach()))
-    method.end_scenario(step, ctx)
-    return losses
-
-
-def prompts(method, captions):
-    from l2emg.lm.prompts import encode_prompts
-
-    return encode_prompts(method.lm.tokenizer, method.lm.vocab, captions)
+    return setup_method(name, make_config(extra, **esmoe), make_lm(tokenizer, seed))
 
 
 # ---- the gate ---------------------------------------------------------------------------------------
@@ -417,10 +360,7 @@ def test_reflection_keeps_old_scenarios_on_their_own_experts(tokenizer):
     assert bool((forgetful.argmax(dim=1) == 2).all()), forgetful
 
 
-# ---- experts on the input embeddings and lm_head --------------------------------------------------------
-
-EMBEDDING_LORA = ["lora.target_modules=[q_proj, k_proj, v_proj, o_proj, embed_tokens, lm_head]",
-                  "lora.rank_pattern={embed_tokens: 8, lm_head: 6}"]
+# ---- experts on the input embeddings and lm_head (EMBEDDING_LORA) ---------------------------------------
 
 
 def _prompt_and_step_logits(method, ids, mask, next_id: int):
