@@ -143,3 +143,23 @@ def test_corrupt_adapter_file_is_refused(tiny_run_copy, tiny_config):
     again = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False)
     with pytest.raises(CheckpointError, match="adapters.safetensors"):
         again.run_stream()
+
+
+def test_killed_esmoe_stream_with_embedding_experts_resumes_to_identical_metrics(tiny_run_copy, tiny_config, tmp_path):
+    """The default profile's ES-MoE set-up (experts on q/k/v/o, the input embedding and lm_head; a new
+    expert starts from the previous one; LoRA dropout), killed after its first step."""
+    overrides = {"lora": tiny_config.lora.model_copy(update={
+                     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "embed_tokens", "lm_head"],
+                     "rank_pattern": {"embed_tokens": 16, "lm_head": 16}, "dropout": 0.05}),
+                 "esmoe": tiny_config.esmoe.model_copy(update={"expert_init": "previous"})}
+    config = tiny_config.model_copy(update=overrides)
+    other = tmp_path / "uninterrupted"
+    shutil.copytree(tiny_run_copy, other)
+    StreamTrainer(RunDir(tiny_run_copy), config, "esmoe", "unseen", 1, progress=False, stop_after_step=0).run_stream()
+    resumed = StreamTrainer(RunDir(tiny_run_copy), config, "esmoe", "unseen", 1, progress=False)
+    a = _strip_timing(resumed.run_stream())
+    straight = StreamTrainer(RunDir(other), config, "esmoe", "unseen", 1, progress=False)
+    b = _strip_timing(straight.run_stream())
+    assert len(a["steps"]) == 3 and a == b
+    final_a, final_b = resumed.method.adapter_state(), straight.method.adapter_state()
+    assert final_a.keys() == final_b.keys() and all(torch.equal(final_a[k], final_b[k]) for k in final_a)
