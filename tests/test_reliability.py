@@ -215,3 +215,20 @@ def test_a_full_disk_during_the_data_build_then_a_rebuild_gives_the_uninterrupte
     for rel in files:
         if rel.name != "dataset.json":  # its timings and paths differ
             assert (straight / rel).read_bytes() == (starved / rel).read_bytes(), rel
+
+
+def test_a_resume_with_other_threads_or_versions_says_so(tiny_run_copy, tiny_config, capsys):
+    config = tiny_config.model_copy(update={"stream": tiny_config.stream.model_copy(update={"max_subsets": 2})})
+    first = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False, stop_after_step=0)
+    first.run_stream()
+    progress = json.loads(first.method_run.progress_path.read_text())
+    assert progress["environment"]["threads"] == torch.get_num_threads() and "torch" in progress["environment"]
+    capsys.readouterr()
+    StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False).run_stream()
+    assert "another environment" not in capsys.readouterr().err  # same threads and versions: silent
+    progress["environment"]["threads"] = 97
+    progress["finished_steps"] = 1
+    first.method_run.progress_path.write_text(json.dumps(progress))
+    first.method_run.adapter_path.unlink()
+    StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False).run_stream()
+    assert f"threads 97 -> {torch.get_num_threads()}" in " ".join(capsys.readouterr().err.split())
