@@ -6,7 +6,8 @@ Used to check that a refactor changed nothing: run the same profile, commands an
 the tree before and after, then compare. Weights (safetensors) must hold bit-identical tensors and equal metadata, other binary files
 (arrays, images) must be byte-identical;
 JSON files must be equal after dropping timing fields and fields that hold the run folder's own path;
-Markdown reports must be equal after the same normalisation of their text. Exit code 1 lists every
+Markdown reports must be equal after the same normalisation of their text. Lock files (who held
+the folder, when) are not compared. Exit code 1 lists every
 difference.
 """
 
@@ -57,8 +58,8 @@ def _safetensors(path: Path, root: str) -> tuple[dict, dict]:
 
 
 def compare(a: Path, b: Path) -> list[str]:
-    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
-    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
+    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != ".lock"}
+    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != ".lock"}
     problems = [f"only in {a}: {p}" for p in sorted(files_a - files_b)]
     problems += [f"only in {b}: {p}" for p in sorted(files_b - files_a)]
     for rel in sorted(files_a & files_b):
