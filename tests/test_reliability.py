@@ -232,3 +232,12 @@ def test_a_resume_with_other_threads_or_versions_says_so(tiny_run_copy, tiny_con
     first.method_run.adapter_path.unlink()
     StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False).run_stream()
     assert f"threads 97 -> {torch.get_num_threads()}" in " ".join(capsys.readouterr().err.split())
+
+
+def test_positions_a_method_puts_before_the_prompt_count_against_the_context(tiny_run_copy, tiny_config, monkeypatch):
+    from l2emg.continual.methods.seqlora import SeqLoRA
+
+    monkeypatch.setattr(SeqLoRA, "extra_positions", lambda self, n: 10_000)
+    trainer = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "unseen", 1, progress=False)
+    with pytest.raises(ConfigError, match="lm.max_codes"):
+        trainer.run_stream()

@@ -36,6 +36,7 @@ class MotionGenerator:
     lm_config: LMConfig = field(default_factory=LMConfig)
     prepare: PrepareHook | None = None
     method_dir: Path | None = None
+    extra_positions: int = 0  # what the method puts in front of a prompt (a KV prefix, soft prompts)
 
     @property
     def context(self) -> int:
@@ -48,7 +49,7 @@ class MotionGenerator:
             raise ConfigError(f"max codes {max_codes}: the model's context holds {self.context} positions "
                               f"(prompt, <som>, codes, <eom>); use at most {self.context - 3} and a short caption")
         for caption in captions:
-            prompt = len(prompt_ids(self.lm.tokenizer, self.lm.vocab, caption))  # ends in <som>
+            prompt = len(prompt_ids(self.lm.tokenizer, self.lm.vocab, caption)) + self.extra_positions
             if prompt + max_codes + 1 > self.context:
                 raise DataError(
                     f"caption ({len(caption)} characters, {prompt} prompt tokens) and {max_codes} motion codes "
@@ -71,13 +72,15 @@ class MotionGenerator:
         return codes, features, joints
 
 
-def restore_adapters(method_run: MethodRunDir, lm: MotionLM) -> PrepareHook:
-    """Inject a finished method run's adapters into `lm.model`; return its per-batch generation hook."""
+def restore_adapters(method_run: MethodRunDir, lm: MotionLM) -> tuple[PrepareHook, int]:
+    """Inject a finished method run's adapters into `lm.model`; return its per-batch generation hook
+    and the context positions it adds in front of a prompt."""
     from l2emg.continual.checkpoint import restore_method
 
     method_name, checkpoint = method_run.final_checkpoint()
     config = read_saved_config(method_run.config_path)
-    return restore_method(method_name, config, lm, checkpoint).prepare_generation
+    method = restore_method(method_name, config, lm, checkpoint)
+    return method.prepare_generation, method.extra_positions(method_run.finished_steps())
 
 
 def load_generator(run_dir: str | Path, method: str | None = None, device: str | torch.device = "cpu") -> MotionGenerator:
@@ -98,5 +101,5 @@ def load_generator(run_dir: str | Path, method: str | None = None, device: str |
         raise CheckpointError(f"{run.path}: the motion tokenizer has {motion_tokenizer.codebook_size} codes, the language "
                               f"model's vocabulary {lm.vocab.codebook_size}")
     lm.model.to(device)
-    prepare = restore_adapters(method_run, lm) if method_run is not None else None
-    return MotionGenerator(lm, motion_tokenizer, lm_config, prepare, method_run.path if method_run else None)
+    prepare, extra = restore_adapters(method_run, lm) if method_run is not None else (None, 0)
+    return MotionGenerator(lm, motion_tokenizer, lm_config, prepare, method_run.path if method_run else None, extra)

@@ -91,6 +91,7 @@ class StreamTrainer:
         context = int(self.lm.model.config.max_position_embeddings)
         captions = [self.dataset.by_id(i).captions[0].text for s in self.stream.subsets for i in self.test_ids(s)]
         longest = max((len(prompt_ids(self.lm.tokenizer, self.lm.vocab, c)) for c in captions), default=0)
+        longest += self.method.extra_positions(len(self.stream.subsets))  # prefixes, soft prompts
         if longest + self.config.lm.max_codes + 1 > context:
             raise ConfigError(f"lm.max_codes={self.config.lm.max_codes}: with test prompts of up to {longest} tokens "
                               f"generation needs {longest + self.config.lm.max_codes + 1} positions, the backbone "
@@ -264,6 +265,8 @@ class StreamTrainer:
         with self.method_run.lock() if main else contextlib.nullcontext():
             if main:
                 self.method_run.clean_leftovers()
+            if self.is_finished():  # another process finished it between the check above and the lock
+                return load_json(self.method_run.results_path)
             return self._run_stream()
 
     def _environment(self) -> dict[str, Any]:

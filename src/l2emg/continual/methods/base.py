@@ -90,6 +90,11 @@ class ContinualMethod(nn.Module):
         a `GenerationInputs` (longer embeddings with their mask, a key/value prefix)."""
         return None
 
+    def extra_positions(self, num_scenarios: int) -> int:
+        """Context positions the method adds in front of a prompt after `num_scenarios` scenarios
+        (a KV prefix, soft prompts); counted when prompts and codes are checked against the context."""
+        return 0
+
     def evaluation_extras(self, captions: list[str], scenario_index: int) -> dict[str, float]:
         """Method-specific measurements on the test captions of scenario `scenario_index` (the index
         in the stream, i.e. the step that learns it), stored next to that scenario's metrics; e.g.

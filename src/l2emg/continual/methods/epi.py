@@ -287,6 +287,9 @@ class EPI(ContinualMethod):
         return GenerationInputs(prefix=self.prefix_key_values(indices))
 
     @torch.no_grad()
+    def extra_positions(self, num_scenarios: int) -> int:
+        return self.options.prefix_length  # one scenario's prefix at a time
+
     def evaluation_extras(self, captions: list[str], scenario_index: int) -> dict[str, float]:
         """{"routing_accuracy": share of the captions routed to scenario `scenario_index`}, for a scenario
         learned so far (nothing for a later one: it has no prefix yet)."""

@@ -158,6 +158,9 @@ class ProgressivePrompts(ContinualMethod):
 
     # -- generation -------------------------------------------------------------------------------------
     @torch.no_grad()
+    def extra_positions(self, num_scenarios: int) -> int:
+        return self.options.prompt_length * num_scenarios  # every learned prompt, newest first
+
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> GenerationInputs | None:
         if not len(self.prompts):
             return None
