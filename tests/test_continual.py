@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from l2emg.continual.report import write_report
 from l2emg.continual.trainer import StreamTrainer
 from l2emg.errors import CheckpointError
 from l2emg.runs import RunDir
@@ -65,7 +64,7 @@ def test_killed_stream_resumes_to_identical_metrics(tiny_run_copy, tiny_config, 
     first = a["steps"][0]["train"]
     assert first["updates"] >= 1 and np.isfinite(first["last_loss"])
 
-    metrics = write_report(resumed, a)
+    metrics = resumed.write_report(a)
     assert resumed.method_run.report_path.exists() and resumed.method_run.metrics_path.exists()
     assert "FR" in metrics
 

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from l2emg.commands import bench as bench_commands
 from l2emg.commands import data as data_commands
 from l2emg.commands import eval as eval_commands
 from l2emg.commands import generate as generate_commands
@@ -35,6 +36,7 @@ app.add_typer(eval_commands.app, name="eval")
 app.command(name="run")(run_commands.run)
 app.command(name="train")(train_commands.train)
 app.command(name="generate")(generate_commands.generate)
+app.command(name="bench")(bench_commands.bench)
 
 
 NOT_WRITABLE = "not writable: choose another --run-dir/--out or fix permissions"

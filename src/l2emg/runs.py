@@ -19,6 +19,7 @@ class RunDir:
         RUN/config.yaml, manifest.json, summary.md
         RUN/data/  previews/  tokenizer/  evaluator/ (+ reference_test.json)  backbone/  lm/  codes.json
         RUN/methods/<method>-<split>-o<order>/   one `MethodRunDir` per trained method run
+        RUN/bench/  table2.md, table2.json, figure3_fid_<split>_<method>.png   `l2emg bench`'s tables
     """
 
     def __init__(self, path: str | Path):
@@ -69,6 +70,32 @@ class RunDir:
     @property
     def methods_dir(self) -> Path:
         return self.path / "methods"
+
+    @property
+    def bench_dir(self) -> Path:
+        """`l2emg bench`: Table 2 over splits and orders, Figure 3 heatmaps, Figure 4 strips."""
+        return self.path / "bench"
+
+    @property
+    def bench_table_path(self) -> Path:
+        return self.bench_dir / "table2.md"
+
+    @property
+    def bench_json_path(self) -> Path:
+        return self.bench_dir / "table2.json"
+
+    def bench_figure3_path(self, split: str, method: str) -> Path:
+        """The FID performance-matrix heatmap of one method on one split (the paper's Figure 3)."""
+        return self.bench_dir / f"figure3_fid_{split}_{method}.png"
+
+    @property
+    def bench_figure4_path(self) -> Path:
+        """Keyframe strips of a few test captions × methods (the paper's Figure 4)."""
+        return self.bench_dir / "figure4.png"
+
+    def bench_lock(self) -> FolderLock:
+        """Held while the bench tables are written (several shard workers may finish together)."""
+        return FolderLock(self.bench_dir / ".lock", "bench folder")
 
     @property
     def summary_path(self) -> Path:

@@ -3,16 +3,25 @@ across scenarios, written into the method run folder (`l2emg.runs.MethodRunDir`)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from l2emg.config import Config
+from l2emg.runs import MethodRunDir
 from l2emg.utils.io import atomic_write_text, save_json
-from l2emg.utils.seeding import step_seed
 
-if TYPE_CHECKING:
-    from l2emg.continual.trainer import StreamTrainer
+
+@dataclass
+class EmotionSamples:
+    """Generations of one emotion across scenarios: one test caption per scenario, raw (T, 263) features."""
+
+    emotion: str
+    captions: list[str]
+    scenarios: list[str]
+    features: list[np.ndarray]
 
 METHOD_LABELS = {"mtl": "MTL", "seqlora": "SeqLoRA", "esmoe": "ES-MoE", "esmoe_wo_cged": "w/o CGED",
                  "esmoe_wo_samoe": "w/o SAMoE", "esmoe_wo_lemo": "w/o L_emo",
@@ -25,8 +34,9 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
-def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, Any]:
-    """Table-2 row, continual metrics, heatmaps and a GIF grid of one emotion across scenarios."""
+def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
+                 samples: list[EmotionSamples]) -> dict[str, Any]:
+    """Table-2 row, continual metrics, heatmaps and a GIF grid per emotion across scenarios."""
     from l2emg.eval.continual_metrics import (
         AVERAGE_METRICS,
         average_ci95,
@@ -36,7 +46,6 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
     )
     from l2emg.eval.report import render_heatmaps, table2_header, table2_row
 
-    out = trainer.method_run
     if results.get("joint_training"):
         # One evaluation after joint training: the averages of that row; FR does not apply.
         row = results["steps"][0]["results"]
@@ -47,7 +56,7 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
             metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
         figures: list[Path] = []
     else:
-        perf = matrices_from_results(results, str(trainer.method_run.results_path))
+        perf = matrices_from_results(results, str(out.results_path))
         metrics = continual_metrics(perf)
         save_continual_metrics(out.continual_metrics_path, perf, metrics)
         figures = render_heatmaps(perf, out.figures_dir)
@@ -59,7 +68,7 @@ def write_report(trainer: StreamTrainer, results: dict[str, Any]) -> dict[str, A
     save_json(out.metrics_path, metrics)
     label = method_label(results["method"])
     table = table2_header() + "\n" + table2_row(label, metrics)
-    samples = render_emotion_samples(trainer, out.samples_dir)
+    samples = render_emotion_samples(samples, out.samples_dir, config)
     lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "",
              "FR in percentage points of top-1 R-Precision, as the paper prints it.", ""]
     lines += extras_lines(extras, results["scenarios"])
@@ -99,33 +108,16 @@ def extras_lines(extras: dict[str, Any], scenarios: list[str]) -> list[str]:
     return lines
 
 
-def render_emotion_samples(trainer: StreamTrainer, out_dir: Path, emotions: tuple[str, ...] = ("sad", "happy"))\
-        -> list[Path]:
-    """For each emotion, one test caption per scenario with that emotion -> a GIF grid (the paper's
-    Figure 1/4 idea: the same emotion expressed across scenarios)."""
+def render_emotion_samples(samples: list[EmotionSamples], out_dir: Path, config: Config) -> list[Path]:
+    """One GIF grid per emotion: the same emotion expressed across scenarios (the paper's Figure 1/4 idea)."""
     from l2emg.motion.features import recover_joints
     from l2emg.motion.render import render_grid
 
-    count = trainer.config.train.report_samples
-    if count == 0:
-        return []
     paths = []
-    for emotion in emotions:
-        picks = []
-        for subset in trainer.stream.subsets:
-            for motion_id in subset.test:
-                record = trainer.dataset.by_id(motion_id)
-                if record.emotion == emotion and (subset.primary_scenario in (None, record.scenario)):
-                    picks.append(record)
-                    break
-        picks = picks[:count]
-        if not picks:
-            continue
-        captions = [r.captions[0].text for r in picks]
-        features = trainer.generate_features(captions, seed=step_seed(trainer.config.train.seed, 999))
-        joints = [np.asarray(recover_joints(f)) for f in features]
-        path = out_dir / f"{emotion}_across_scenarios.{trainer.config.preview.format}"
-        render_grid(joints, captions, path, fps=trainer.config.preview.fps, size=trainer.config.preview.size,
-                    titles=[r.scenario for r in picks])
+    for sample in samples:
+        joints = [np.asarray(recover_joints(f)) for f in sample.features]
+        path = out_dir / f"{sample.emotion}_across_scenarios.{config.preview.format}"
+        render_grid(joints, sample.captions, path, fps=config.preview.fps, size=config.preview.size,
+                    titles=sample.scenarios)
         paths.append(path)
     return paths
