@@ -61,8 +61,11 @@ MOODS = {"happily": "happy", "sadly": "sad", "angrily": "angry", "with fear": "f
 CAPTIONS = [(f"a person {v} forward and then turns around, {m}", e) for v in VERBS for m, e in MOODS.items()]
 
 
-def build_lm(config: Config, device: str) -> MotionLM:
-    tokenizer = build_text_tokenizer([c for c, _ in CAPTIONS] + [INSTRUCTION] * 3, vocab_size=config.lm.text_vocab_size)
+def build_lm(config: Config, device: str, texts: list[str] | None = None) -> MotionLM:
+    """The default-size embedded LLaMA (seeded, frozen) with motion tokens; its BPE is trained on
+    `texts` (default: this benchmark's captions) plus the instruction."""
+    texts = [c for c, _ in CAPTIONS] if texts is None else texts
+    tokenizer = build_text_tokenizer(texts + [INSTRUCTION] * 3, vocab_size=config.lm.text_vocab_size)
     torch.manual_seed(0)
     from transformers import LlamaForCausalLM
 

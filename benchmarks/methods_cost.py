@@ -31,7 +31,6 @@ saved. Targets (the issue): every method's step ≤ 1.5× SeqLoRA's, LwF's ≤ 1
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
 import statistics
@@ -50,12 +49,13 @@ from l2emg.continual.examples import build_examples, collate_examples, corrupt_m
 from l2emg.continual.methods import METHODS, ScenarioContext  # noqa: E402
 from l2emg.data.stream import INSTRUCTION, InstructionSample  # noqa: E402
 from l2emg.labels import SCENARIOS  # noqa: E402
-from l2emg.lm.backbone import tiny_llama_config  # noqa: E402
 from l2emg.lm.generate import generate_codes  # noqa: E402
 from l2emg.lm.motion_lm import MotionLM  # noqa: E402
-from l2emg.lm.text_tokenizer import build_text_tokenizer  # noqa: E402
-from l2emg.lm.vocab import MotionVocab, add_motion_tokens  # noqa: E402
+from l2emg.lm.vocab import MotionVocab  # noqa: E402
 from l2emg.utils.io import save_json  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from esmoe_overhead import build_lm, fresh  # noqa: E402  (the same default-size model and its copies)
 
 RESULTS = Path(__file__).parent / "results" / "methods_cost.json"
 NAMES = ("seqlora", "esmoe", "lwf", "olora", "sapt", "epi", "progprompt")  # seqlora first: the reference
@@ -85,23 +85,6 @@ class FixedLengthVocab(MotionVocab):
         mask = super().motion_token_mask(vocab_size, device)
         mask[self.eom_id] = False
         return mask
-
-
-def build_lm(config: Config, device: str) -> MotionLM:
-    texts = [c for s in range(len(PLACES)) for c, _ in captions(s)] + [INSTRUCTION] * 3
-    tokenizer = build_text_tokenizer(texts, vocab_size=config.lm.text_vocab_size)
-    torch.manual_seed(0)
-    from transformers import LlamaForCausalLM
-
-    model = LlamaForCausalLM(tiny_llama_config(config.lm, len(tokenizer), tokenizer))
-    codebook = torch.randn(config.tokenizer.codebook_size, config.tokenizer.code_dim, generator=torch.Generator().manual_seed(1))
-    vocab = add_motion_tokens(model, tokenizer, codebook, seed=0)
-    model.to(device).requires_grad_(False)
-    return MotionLM(model, tokenizer, vocab)
-
-
-def fresh(lm: MotionLM) -> MotionLM:
-    return MotionLM(copy.deepcopy(lm.model), lm.tokenizer, lm.vocab)
 
 
 def scenario_context(lm: MotionLM, config: Config, scenario: int, count: int) -> ScenarioContext:
@@ -225,7 +208,7 @@ def main() -> None:
     started = time.perf_counter()
 
     config = load_config("default", args.set)
-    lm = build_lm(config, device)
+    lm = build_lm(config, device, [c for s in range(len(PLACES)) for c, _ in captions(s)])
     contexts = [scenario_context(lm, config, s, EXAMPLES_PER_SCENARIO) for s in range(STEP + 1)]
     batch = collate_examples(contexts[STEP].examples[:BATCH], lm.tokenizer.pad_token_id)
     batch["input_ids"] = corrupt_motion_codes(batch["input_ids"], lm.vocab, config.train.code_corruption,
