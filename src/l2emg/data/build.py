@@ -253,6 +253,7 @@ def _build_into(staging: Path, config: Config, out: Path, parallel: bool, worker
         "holdout_pairs": [list(p) for p in config.data.holdout_pairs],
         "split_ratios": list(config.data.split_ratios),
         "stats": "Mean/Std from the train split (HumanML3D-style grouped std)",
+        "feature_convention": "l2emg",
     }
     summary["timing_s"]["total"] = round(time.perf_counter() - start, 2)
     metadata["build"] = summary

@@ -11,7 +11,9 @@ itself and HumanML3D-style emotional datasets (EmotionalT2M, converted Motion-X)
     labels.json              {id: {emotion, scenario, action, intensity}}   (optional for foreign data)
     dataset.json             metadata (name, fps, counts, generator seed/config, holdout pairs, ...)
 
-`num_frames` of a record is T, the joint frame count; its feature array has T-1 rows.
+`num_frames` of a record is T, the joint frame count; its feature array has T-1 rows. HumanML3D's own
+folders store `new_joints/` recovered from the features, so they hold T-1 joint frames (as many as
+feature rows); the reader and the checker accept both, and T is always feature rows + 1.
 
 `dataset.json` is written last (`l2emg.data.writer.write_index`), so a folder whose build was
 interrupted never looks finished. `l2emg.data.reader` opens such a folder, `l2emg.data.validate`

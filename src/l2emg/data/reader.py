@@ -135,6 +135,15 @@ class MotionDataset:
     def name(self) -> str:
         return str(self.metadata.get("name", self.root.name))
 
+    @property
+    def feature_convention(self) -> str:
+        """How the features were computed: "l2emg" or "humanml3d" (motion/features.py).
+
+        From dataset.json; a folder without one (HumanML3D's own) is taken for "humanml3d", an l2emg
+        dataset written before the field existed for "l2emg".
+        """
+        return str(self.metadata.get("feature_convention", "l2emg" if self.metadata else "humanml3d"))
+
     def __len__(self) -> int:
         return len(self.records)
 
@@ -173,7 +182,10 @@ class MotionDataset:
         return array
 
     def joints(self, motion_id: str) -> np.ndarray:
-        """(T, 22, 3) float32 joint positions (read-only view of the cached array)."""
+        """(T, 22, 3) float32 joint positions (read-only view of the cached array).
+
+        A HumanML3D folder stores T-1 frames here (recovered from the features); both are accepted.
+        """
         self.by_id(motion_id)
         array = self._load(JOINTS_DIR, motion_id)
         if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):
@@ -217,11 +229,15 @@ class MotionDataset:
 
 
 def _frame_count(root: Path, motion_id: str) -> int:
-    """T from new_joints/ID.npy's header, else from new_joint_vecs (rows + 1)."""
+    """T from new_joint_vecs/ID.npy's header (rows + 1), else from new_joints (its frame count).
+
+    The feature file decides because the two layouts agree on it: ours stores T joint frames,
+    HumanML3D stores the T-1 joint frames recovered from the features (layout.py).
+    """
     base = str(root)
     joints_path = os.path.join(base, JOINTS_DIR, motion_id + ".npy")
     features_path = os.path.join(base, FEATURES_DIR, motion_id + ".npy")
-    for path, extra in ((joints_path, 0), (features_path, 1)):
+    for path, extra in ((features_path, 1), (joints_path, 0)):
         try:
             shape = npy_shape(path)
         except FileNotFoundError:

@@ -107,10 +107,14 @@ def _check_motion(root: Path, motion_id: str, problems: list[Problem], min_frame
         problems.append(Problem(str(features_path), f"expected features of shape (T-1, {FEATURE_DIM}), "
                                                     f"got {features.shape}"))
         features = None
-    if joints is not None and features is not None and features.shape[0] != joints.shape[0] - 1:
+    # Two layouts: ours (T joint frames, T-1 feature rows) and HumanML3D's (its new_joints are
+    # recovered from the features: as many frames as feature rows).
+    if joints is not None and features is not None and features.shape[0] not in (joints.shape[0] - 1,
+                                                                                   joints.shape[0]):
         problems.append(Problem(str(features_path), f"{features.shape[0]} feature rows but {joints.shape[0]} "
-                                                    f"joint frames in {joints_path.name} (expected T-1)"))
-    num_frames = joints.shape[0] if joints is not None else (features.shape[0] + 1 if features is not None else None)
+                                                    f"joint frames in {joints_path.name} (expected T-1 rows "
+                                                    f"for T frames, or as many as HumanML3D stores)"))
+    num_frames = features.shape[0] + 1 if features is not None else (joints.shape[0] if joints is not None else None)
     if check_lengths and num_frames is not None and not min_frames <= num_frames <= max_frames:
         kind = "too short" if num_frames < min_frames else "too long"
         problems.append(Problem(str(joints_path if joints is not None else features_path),

@@ -36,6 +36,20 @@ Documented choices where HumanML3D is ambiguous or buggy:
   chains").
 - No retargeting to a reference skeleton (HumanML3D's ``uniform_skeleton``): features keep the
   motion's own bone lengths.
+
+Two conventions (``extract_features(..., convention=...)``; docs/design.md, "Feature conventions",
+lists every difference from HumanML3D's ``process_file``):
+- ``"l2emg"`` (the default, used by the embedded benchmark): the choices above.
+- ``"humanml3d"``: the per-frame root rotation exactly as ``process_file`` computes it, for motions
+  that are mixed with HumanML3D's released features: the facing vector comes from the hips taken
+  in swapped order (its ``inverse_kinematics_np`` unpacks ``l_hip, r_hip = 2, 1``, so the across
+  vector is (left hip − right hip) + (right shoulder − left shoulder)), it is Gaussian-smoothed
+  (σ = 20 frames, on the direction vectors) and *not* reset to 0 at frame 0, the rotation
+  velocity is ``arcsin`` of the relative root quaternion (its sign flips where the heading crosses
+  ±180°), and the 6D rotations are HumanML3D's world-space swings composed with the inverse root
+  rotation, collars relative to the root. Still not reproduced: ``uniform_skeleton`` (it needs
+  HumanML3D's reference skeleton, taken from its motion 000021) and the NaN of a body facing
+  exactly −Z (here: that frame's heading is ±180° like any other).
 """
 
 from __future__ import annotations
@@ -167,6 +181,65 @@ def local_rotations_ik(joints: np.ndarray, heading: np.ndarray) -> np.ndarray:
     return np.swapaxes(parent_frame, -1, -2) @ facing_bone
 
 
+HUMANML3D_FACING_SIGMA = 20.0  # frames (process_file: inverse_kinematics_np(..., smooth_forward=True))
+FEATURE_CONVENTIONS: tuple[str, ...] = ("l2emg", "humanml3d")
+
+
+def humanml3d_heading(joints: np.ndarray, sigma: float = HUMANML3D_FACING_SIGMA) -> np.ndarray:
+    """(T,) root heading as HumanML3D's ``process_file`` derives it, in (−π, π].
+
+    ``inverse_kinematics_np`` unpacks ``l_hip, r_hip, sdr_r, sdr_l`` from ``face_joint_indx =
+    [2, 1, 17, 16]``, so its across vector is (joint 1 − joint 2) + (joint 17 − joint 16): the hips
+    enter with the opposite sign of the shoulders. The unit across vector gives forward = up ×
+    across, which is Gaussian-smoothed over frames (``sigma``, mode "nearest") and normalised.
+    Frames with a vertical across vector reuse the previous well-defined one (HumanML3D: NaN).
+    """
+    r_hip, l_hip, r_sdr, l_sdr = FACE_JOINTS
+    across = (joints[:, l_hip] - joints[:, r_hip]) + (joints[:, r_sdr] - joints[:, l_sdr])
+    length = np.linalg.norm(across, axis=-1)
+    valid = np.hypot(across[:, 0], across[:, 2]) > 1e-6
+    if not np.any(valid):
+        return np.zeros(len(joints))
+    idx = np.maximum.accumulate(np.where(valid, np.arange(len(joints)), -1))
+    idx = np.where(idx >= 0, idx, int(np.argmax(valid)))
+    across = across[idx] / length[idx, None]
+    forward = np.stack([across[:, 2], np.zeros(len(across)), -across[:, 0]], axis=-1)  # up x across
+    if sigma > 0:
+        forward = gaussian_filter1d(forward, sigma, axis=0, mode="nearest")
+    return np.arctan2(forward[:, 0], forward[:, 2])
+
+
+def humanml3d_root_rot_vel(heading: np.ndarray) -> np.ndarray:
+    """(T-1,) HumanML3D's dim 0: ``arcsin`` of the y part of r_rot[t+1] · r_rot[t]⁻¹.
+
+    r_rot[t] is the root quaternion (cos(h/2), 0, −sin(h/2), 0) with h wrapped to (−π, π] (its
+    ``qbetween`` keeps w ≥ 0), so the value is arcsin(−sin(Δ/2)) with Δ the *wrapped* difference:
+    −Δ/2 except where the heading crosses ±180°, where the sign flips.
+    """
+    wrapped = np.angle(np.exp(1j * heading))  # (−π, π]
+    return np.arcsin(np.clip(-np.sin(0.5 * np.diff(wrapped)), -1.0, 1.0))
+
+
+def local_rotations_humanml3d(joints: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """HumanML3D's IK: (T, 21, 3, 3) local rotations of joints 1..21 as ``inverse_kinematics_np``.
+
+    Each bone's world swing S_k (minimal rotation from RAW_OFFSETS[k] to its world direction) is
+    stored relative to the accumulated rotation of its chain, which starts at the root rotation
+    r_rot = rot_y(−heading) for every chain (the arm chains too: collars relative to the root):
+    local_k = R⁻¹ S_k, then R = S_k.
+    """
+    bones = joints[:, 1:] - joints[:, _BONE_PARENTS]
+    swings = rot.matrix_between(np.broadcast_to(RAW_OFFSETS[1:], bones.shape), bones)  # (T, 21, 3, 3)
+    root = rot.rot_y(-heading)  # (T, 3, 3)
+    local = np.empty_like(swings)
+    for chain in KINEMATIC_CHAIN:
+        accumulated = root
+        for joint in chain[1:]:
+            local[:, joint - 1] = np.swapaxes(accumulated, -1, -2) @ swings[:, joint - 1]
+            accumulated = swings[:, joint - 1]
+    return local
+
+
 def _smooth_heading(heading: np.ndarray, sigma: float) -> np.ndarray:
     """Unwrapped heading, optionally Gaussian-smoothed, shifted so frame 0 is exactly 0."""
     heading = np.unwrap(heading)
@@ -179,19 +252,32 @@ def extract_features(
     joints: np.ndarray,
     contact_threshold: float = CONTACT_THRESHOLD,
     facing_smooth_sigma: float = 0.0,
+    convention: str = "l2emg",
 ) -> np.ndarray:
     """Joint positions (T, 22, 3) in any placement -> (T-1, 263) float32 features.
 
-    The motion is canonicalised first (canonicalize_joints), so
-    ``recover_joints(extract_features(j)) ≈ canonicalize_joints(j)[:-1]``.
+    The motion is canonicalised first (canonicalize_joints), so with the default convention
+    ``recover_joints(extract_features(j)) ≈ canonicalize_joints(j)[:-1]``. With
+    ``convention="humanml3d"`` the features are HumanML3D's (module docstring; facing_smooth_sigma
+    is then HumanML3D's 20) and the recovered motion is turned by that convention's frame-0 heading,
+    as HumanML3D's own ``new_joints`` are.
     """
+    if convention not in FEATURE_CONVENTIONS:
+        raise ValueError(f"convention must be one of {FEATURE_CONVENTIONS}, got {convention!r}")
     j = canonicalize_joints(_check_joints(joints, min_frames=2)).astype(np.float64)
     num_frames = j.shape[0]
-    heading = _smooth_heading(facing_heading(j), facing_smooth_sigma)  # (T,)
     root = j[:, 0]  # (T, 3)
+    if convention == "humanml3d":
+        heading = humanml3d_heading(j)  # (T,)
+        root_rot_vel = humanml3d_root_rot_vel(heading)
+        local = local_rotations_humanml3d(j, heading)
+    else:
+        heading = _smooth_heading(facing_heading(j), facing_smooth_sigma)  # (T,)
+        # Half the heading change, negated (HumanML3D's sign), without its wrap-around flip.
+        root_rot_vel = -0.5 * np.diff(heading)  # (T-1,)
+        local = local_rotations_ik(j, heading)  # (T, 21, 3, 3)
 
-    # Root: half the heading change, negated (HumanML3D), and XZ velocity in the next facing frame.
-    root_rot_vel = -0.5 * np.diff(heading)  # (T-1,)
+    # Root XZ velocity in the next facing frame.
     root_vel = rot.rotate_y(root[1:] - root[:-1], -heading[1:])  # (T-1, 3)
     root_y = root[:-1, 1]
 
@@ -201,7 +287,6 @@ def extract_features(
     rel[..., 2] -= root[:, None, 2]
     ric = rot.rotate_y(rel, -heading[:, None])  # (T, 21, 3)
 
-    local = local_rotations_ik(j, heading)  # (T, 21, 3, 3)
     rot6d = rot.matrix_to_cont6d(local)  # (T, 21, 6)
 
     local_vel = rot.rotate_y(j[1:] - j[:-1], -heading[:-1, None])  # (T-1, 22, 3)
