@@ -15,6 +15,7 @@ from l2emg.commands import bench as bench_commands
 from l2emg.commands import data as data_commands
 from l2emg.commands import eval as eval_commands
 from l2emg.commands import generate as generate_commands
+from l2emg.commands import learn as learn_commands
 from l2emg.commands import run as run_commands
 from l2emg.commands import tokenizer as tokenizer_commands
 from l2emg.commands import train as train_commands
@@ -36,6 +37,7 @@ app.add_typer(eval_commands.app, name="eval")
 app.command(name="run")(run_commands.run)
 app.command(name="train")(train_commands.train)
 app.command(name="generate")(generate_commands.generate)
+app.command(name="learn")(learn_commands.learn)
 app.command(name="bench")(bench_commands.bench)
 
 

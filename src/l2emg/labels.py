@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # The paper's eight scenarios, in the paper's order (Table 1), which is also scenario order 1.
 SCENARIOS: tuple[str, ...] = (
     "Daily Life", "Sports", "Dance", "Shows", "Game", "Animation", "Instrument Play", "Acrobatics",
@@ -19,5 +21,5 @@ PAPER_SCENARIO_COUNTS: dict[str, int] = {
 
 
 def scenario_slug(scenario: str) -> str:
-    """'Instrument Play' -> 'instrument_play' (for file names)."""
-    return scenario.lower().replace(" ", "_")
+    """'Instrument Play' -> 'instrument_play' (for file names; any other character becomes '_' too)."""
+    return re.sub(r"[^a-z0-9]+", "_", scenario.lower()).strip("_") or "scenario"

@@ -9,6 +9,7 @@ from typing import Any
 
 from l2emg.config import Config, read_saved_config, save_config
 from l2emg.errors import CheckpointError, ConfigError
+from l2emg.labels import scenario_slug
 from l2emg.utils.io import load_json, remove_leftovers, save_json
 from l2emg.utils.lock import FolderLock
 
@@ -197,6 +198,9 @@ class MethodRunDir:
         results.json             per-step, per-scenario metrics (`l2emg.eval.continual_metrics`' format)
         adapter.json             written when the stream is finished: the method and its final checkpoint
         report.md, metrics.json, continual_metrics.json, figures/, samples/   the report
+        learned.json             scenarios learned after the stream (`l2emg learn`), in order
+        learned/<slug>/data/     … each one's dataset (a copy: the run stays self-contained)
+        learned/<slug>/codes.json  … its motions as codes of the run's tokenizer
     """
 
     def __init__(self, path: str | Path):
@@ -241,6 +245,19 @@ class MethodRunDir:
     @property
     def samples_dir(self) -> Path:
         return self.path / "samples"
+
+    @property
+    def learned_path(self) -> Path:
+        return self.path / "learned.json"
+
+    def learned_dir(self, scenario: str) -> Path:
+        return self.path / "learned" / scenario_slug(scenario)
+
+    def learned_data_dir(self, scenario: str) -> Path:
+        return self.learned_dir(scenario) / "data"
+
+    def learned_codes_path(self, scenario: str) -> Path:
+        return self.learned_dir(scenario) / "codes.json"
 
     def lock(self) -> FolderLock:
         """Held while the method trains: one process per method run (shards share a run folder)."""

@@ -86,6 +86,73 @@ def generate(
     console.print(table)
 
 
+@app.command("import")
+def import_(
+    src: Path = typer.Argument(..., help="folder of takes: NAME.bvh (any rig) or NAME.npy ((T, 22, 3) joints in "
+                                         "our joint order), each with NAME.txt beside it, one caption per line"),
+    out: Path = typer.Option(..., "--out", help="dataset folder to create (HumanML3D layout)"),
+    labels: Optional[Path] = typer.Option(None, help="labels of the takes: CSV with the header id,emotion,scenario "
+                                                     "(optional columns action,intensity) or JSON {id: {emotion, "
+                                                     "scenario}}; id = NAME; every take needs an entry"),
+    label_map: Optional[Path] = typer.Option(None, help=LABEL_MAP_HELP),
+    scenario: Optional[str] = typer.Option(None, help="scenario of every take whose labels give none (all of them "
+                                                      "without --labels), e.g. 'Dance'"),
+    rig: str = typer.Option("auto", help="BVH joint names: auto (detect), lafan1, mixamo, smpl, or a YAML joint map "
+                                         "file 'our_joint: their_joint' (spine1/2/3 may be left out: interpolated)"),
+    scale: Optional[str] = typer.Option(None, help="file units: m, cm, mm, in, or metres per file unit (e.g. 0.01); "
+                                                   "default: detected from the body size for BVH, metres for .npy"),
+    up: Optional[str] = typer.Option(None, help="up axis of the files, y or z; default: detected for BVH, y for .npy"),
+    fps: float = typer.Option(20.0, help="frame rate of the .npy takes (a BVH file gives its own); every take is "
+                                         "resampled to 20 fps by linear interpolation"),
+    splits: str = typer.Option("80/5/15", help="train/val/test shares of the takes (a take's clips stay together), "
+                                               "e.g. 80/5/15 or 0.7/0.1/0.2"),
+    split_seed: int = typer.Option(0, help="seed of the split assignment (same seed, same splits)"),
+    overwrite: bool = typer.Option(False, help="replace OUT when it already holds files"),
+    convention: str = typer.Option("l2emg", help="feature convention: l2emg (the embedded benchmark's, the default) "
+                                                 "or humanml3d (to mix with HumanML3D's released features); "
+                                                 "docs/design.md, 'Feature conventions'"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Import your own motions (BVH of any rig, or joint .npy files) with captions into a dataset at OUT.
+
+    Each BVH file's rig is recognised from its joint names (LAFAN1, Mixamo with any mixamorig prefix,
+    our SMPL names) or mapped by a YAML file; its units (m, cm, mm, inches) come from the body size and
+    its up axis (Y or Z) from where the head is, unless --scale/--up say. Every take is converted to
+    metres, Y up, 20 fps, cut into clips of 40..196 frames (longer takes into equal consecutive clips,
+    shorter ones skipped), given the HumanML3D features, POS-tagged captions and the labels; splits are
+    drawn per take, Mean/Std from the train split. `l2emg data check OUT` accepts the result. OUT is
+    written atomically: an interrupted import leaves it as it was.
+    """
+    from l2emg.data.importer import ImportOptions, import_dataset, parse_split_ratios
+    from l2emg.motion.retarget import parse_scale
+
+    options = ImportOptions(
+        rig=rig, scale=None if scale is None else parse_scale(scale), up=None if up is None else up.strip().lower(),
+        npy_fps=fps, labels=labels, label_map=label_map, scenario=scenario, split_ratios=parse_split_ratios(splits),
+        split_seed=split_seed, overwrite=overwrite, convention=convention,
+    )
+    summary = import_dataset(src, out, options, progress=progress)
+    table = Table(title="data import")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("source", str(src))
+    table.add_row("dataset", str(out))
+    table.add_row("files read", str(summary.files_read))
+    table.add_row("clips written", str(summary.clips))
+    table.add_row("frames (20 fps)", ", ".join(f"{k}={v}" for k, v in summary.frames.items()))
+    table.add_row("splits", ", ".join(f"{k}={v}" for k, v in summary.splits.items()))
+    read_as: dict[str, int] = {}
+    for info in summary.takes.values():
+        how = (f"bvh rig={info['rig']} unit={info['unit']} up={info['up']} fps={info['source_fps']:g}"
+               if info["format"] == "bvh" else f"npy fps={info['source_fps']:g}")
+        read_as[how] = read_as.get(how, 0) + 1
+    for how, count in read_as.items():
+        table.add_row("read as", f"{how} ({count} file{'s' if count > 1 else ''})")
+    console.print(table)
+    for name, reason in summary.skipped:
+        console.print(f"[yellow]skipped[/yellow] {name}: {reason}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def check(
     root: Path = typer.Argument(..., help="dataset folder"),

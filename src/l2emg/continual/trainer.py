@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from l2emg.config import Config
 from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint
 from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes, drop_captions
+from l2emg.continual.learned import learned_subset, read_learned
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.continual.report import EmotionSamples, write_report
 from l2emg.data.reader import MotionDataset, load_dataset
@@ -78,6 +79,12 @@ class StreamTrainer:
         if cfg.stream.max_subsets:
             self.stream.subsets = self.stream.subsets[: cfg.stream.max_subsets]
         self.codes = load_json(self.run.codes_path)
+        # Scenarios learned after the stream (`l2emg learn`): their own datasets and codes.
+        self.learned_codes: dict[str, dict[str, list[int]]] = {}
+        for entry in read_learned(self.method_run):
+            subset, codes = learned_subset(self.method_run, entry)
+            self.stream.subsets.append(subset)
+            self.learned_codes[subset.name] = codes
         self.lm = MotionLM.load(self.run.lm_dir, dtype=cfg.lm.dtype)
         self.lm.model.to(device)
         self.method: ContinualMethod = method_class(self.method_name)(cfg, self.lm)
@@ -90,7 +97,7 @@ class StreamTrainer:
     def _check_context(self) -> None:
         """Evaluation prompts + lm.max_codes must fit the backbone's context: refused before any training."""
         context = int(self.lm.model.config.max_position_embeddings)
-        captions = [self.dataset.by_id(i).captions[0].text for s in self.stream.subsets for i in self.test_ids(s)]
+        captions = [self.dataset_of(s).by_id(i).captions[0].text for s in self.stream.subsets for i in self.test_ids(s)]
         longest = max((len(prompt_ids(self.lm.tokenizer, self.lm.vocab, c)) for c in captions), default=0)
         longest += self.method.extra_positions(len(self.stream.subsets))  # prefixes, soft prompts
         if longest + self.config.lm.max_codes + 1 > context:
@@ -104,16 +111,22 @@ class StreamTrainer:
             return [("all scenarios", [i for s in self.stream.subsets for i in s.train])]
         return [(s.name, s.train) for s in self.stream.subsets]
 
-    def _examples(self, ids: list[str]) -> list[dict[str, Any]]:
+    def dataset_of(self, subset: Subset | None) -> MotionDataset:
+        """The dataset a subset's motion ids belong to: the run's, or a learned scenario's own."""
+        return subset.dataset if subset is not None and subset.dataset is not None else self.dataset
+
+    def _examples(self, ids: list[str], subset: Subset | None = None) -> list[dict[str, Any]]:
         from l2emg.data.stream import INSTRUCTION, InstructionSample
 
+        dataset = self.dataset_of(subset)
+        codes = self.learned_codes.get(subset.name, self.codes) if subset is not None else self.codes
         samples = []
         for motion_id in ids:
-            record = self.dataset.by_id(motion_id)
+            record = dataset.by_id(motion_id)
             for caption in record.captions:
                 samples.append(InstructionSample(INSTRUCTION, caption.text, record.emotion, record.scenario,
                                                  motion_id, ""))
-        return build_examples(samples, self.codes, self.lm.tokenizer, self.lm.vocab, self.config.lm.max_length)
+        return build_examples(samples, codes, self.lm.tokenizer, self.lm.vocab, self.config.lm.max_length)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def finished_steps(self) -> int:
@@ -126,10 +139,10 @@ class StreamTrainer:
         load_checkpoint(self.method, self.method_run.checkpoint_dir(step), self.method_name)
 
     # -- training -----------------------------------------------------------------------------------
-    def train_step(self, step: int, name: str, ids: list[str]) -> dict[str, Any]:
+    def train_step(self, step: int, name: str, ids: list[str], subset: Subset | None = None) -> dict[str, Any]:
         cfg = self.config.train
         seed_everything(step_seed(cfg.seed, step))
-        examples = self._examples(ids)
+        examples = self._examples(ids, subset)
         ctx = ScenarioContext(step, name, examples)
         self.method.train()
         self.method.begin_scenario(step, ctx)
@@ -215,14 +228,15 @@ class StreamTrainer:
                 ids = self.test_ids(subset)
                 if not ids:
                     continue  # a subset without test motions has no column entries (NaN in the matrices)
-                captions = [self.dataset.by_id(i).captions[0].text for i in ids]
+                dataset = self.dataset_of(subset)
+                captions = [dataset.by_id(i).captions[0].text for i in ids]
                 generations: dict[str, list[np.ndarray]] = {i: [] for i in ids}
                 for g in range(cfg.eval_generations):
                     feats = self.generate_features(captions, seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
                     for motion_id, f in zip(ids, feats):
                         generations[motion_id].append(f)
                     bar.advance(len(ids), info=subset.name)
-                evaluation = evaluate_motions(self.evaluator, generations, self.dataset, "test", ids,
+                evaluation = evaluate_motions(self.evaluator, generations, dataset, "test", ids,
                                               captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
                                               seed=step_seed(cfg.seed, step, purpose=2))
                 results[subset.name] = evaluation["metrics"]
@@ -257,7 +271,7 @@ class StreamTrainer:
             picks = []
             for subset in self.stream.subsets:
                 for motion_id in subset.test:
-                    record = self.dataset.by_id(motion_id)
+                    record = self.dataset_of(subset).by_id(motion_id)
                     if record.emotion == emotion and (subset.primary_scenario in (None, record.scenario)):
                         picks.append(record)
                         break

@@ -10,12 +10,19 @@ File conventions (written by write_bvh, accepted by read_bvh):
   viewers can draw them.
 read_bvh accepts any channel order per joint and any hierarchy order, as long as the 22 joints of
 skeleton.JOINT_NAMES are present.
+
+read_any_bvh reads files of any rig (LAFAN1, Mixamo, CMU, …) with the same parser: any joint names,
+End Sites, extra joints, position channels on any joint. It returns every joint's global position
+in the file's units and axes; `l2emg.motion.retarget` maps those onto the 22 joints. Position
+channels *replace* the joint's OFFSET on their axes (Blender's and the LAFAN1 tools' reading; for
+our own files, whose root OFFSET is zero, this is the same as adding them).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,14 +166,33 @@ def write_bvh(path: str | os.PathLike, joints: np.ndarray, fps: float = FPS) -> 
     atomic_write_text(path, bvh_text(joints, fps))
 
 
+@dataclass
 class _Joint:
-    def __init__(self, name: str, parent: int, line: int):
-        self.name = name
-        self.parent = parent
-        self.line = line
-        self.offset: np.ndarray | None = None
-        self.channels: list[str] = []
-        self.first_channel = 0
+    """One ROOT/JOINT block while parsing: its name, parent index, OFFSET and CHANNELS."""
+
+    name: str
+    parent: int
+    line: int
+    offset: np.ndarray | None = None
+    channels: list[str] = field(default_factory=list)
+    first_channel: int = 0
+
+
+@dataclass(frozen=True)
+class BvhData:
+    """Any BVH file's skeleton and motion, in the file's own units and axes.
+
+    Joints are in the file's hierarchy (depth-first) order; End Sites are not joints and are left
+    out. ``positions`` are global joint positions from forward kinematics over the file's own
+    hierarchy, channel orders and offsets.
+    """
+
+    path: Path
+    names: tuple[str, ...]
+    parents: tuple[int, ...]  # -1 for the root
+    offsets: np.ndarray       # (J, 3) rest offset of each joint from its parent
+    positions: np.ndarray     # (T, J, 3) global joint positions
+    fps: float
 
 
 def _floats(path: Path, lineno: int, tokens: list[str], what: str) -> list[float]:
@@ -210,7 +236,7 @@ def _parse_hierarchy(path: Path, lines: list[str], start: int) -> tuple[list[_Jo
             parent = stack[-1] if stack else -1
             joints.append(_Joint(tokens[1], parent, lineno))
             pending, expecting_brace = len(joints) - 1, True
-        elif head == "End" and tokens[1:] == ["Site"]:
+        elif head == "End" and [t.lower() for t in tokens[1:]] == ["site"]:
             if not stack:
                 raise DataError(f"{path}: line {lineno}: End Site outside any joint")
             pending, expecting_brace = None, True
@@ -246,18 +272,16 @@ def _parse_hierarchy(path: Path, lines: list[str], start: int) -> tuple[list[_Jo
                 raise DataError(f"{path}: line {lineno}: unknown channel {bad[0]!r}")
             if sorted(n for n in names if n.endswith("rotation")) not in ([], ["Xrotation", "Yrotation", "Zrotation"]):
                 raise DataError(f"{path}: line {lineno}: a joint needs all three rotation channels or none")
+            if len(set(names)) != len(names):
+                raise DataError(f"{path}: line {lineno}: a channel is named twice")
             joints[stack[-1]].channels = names
         else:
             raise DataError(f"{path}: line {lineno}: unexpected {head!r} in HIERARCHY")
     raise DataError(f"{path}: no MOTION section")
 
 
-def read_bvh(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """Read a BVH file of the 22-joint skeleton -> joints (T, 22, 3) in file units (metres), fps.
-
-    Raises DataError naming the file and the line/field for anything malformed.
-    """
-    path = Path(path)
+def _read_hierarchy(path: Path) -> tuple[list[str], list[_Joint], int]:
+    """The file's lines, its joints and the index of its MOTION line (DataError for a bad HIERARCHY)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -270,23 +294,24 @@ def read_bvh(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         where = f"line {first + 1}" if first is not None else "empty file"
         raise DataError(f"{path}: {where}: expected 'HIERARCHY' at the start of a BVH file")
     hierarchy, motion_line = _parse_hierarchy(path, lines, first + 1)
+    if not hierarchy:
+        raise DataError(f"{path}: HIERARCHY has no ROOT joint")
+    return lines, hierarchy, motion_line
 
-    # Joint set: exactly the 22 names of the skeleton.
-    if len(hierarchy) != NUM_JOINTS:
-        raise DataError(f"{path}: HIERARCHY has {len(hierarchy)} joints, expected {NUM_JOINTS} ({', '.join(JOINT_NAMES)})")
-    names = [j.name for j in hierarchy]
-    unknown = [n for n in names if n not in JOINT_INDEX]
-    if unknown or len(set(names)) != NUM_JOINTS:
-        problem = f"unknown joint {unknown[0]!r}" if unknown else "duplicate joint names"
-        raise DataError(f"{path}: HIERARCHY: {problem}; expected the joints {', '.join(JOINT_NAMES)}")
+
+def _number_channels(path: Path, hierarchy: list[_Joint]) -> int:
+    """Give each joint the index of its first channel in a frame line; returns the channel count."""
     total_channels = 0
     for joint in hierarchy:
         if joint.offset is None:
             raise DataError(f"{path}: line {joint.line}: joint {joint.name!r} has no OFFSET")
         joint.first_channel = total_channels
         total_channels += len(joint.channels)
+    return total_channels
 
-    # MOTION header.
+
+def _read_motion(path: Path, lines: list[str], motion_line: int, total_channels: int) -> tuple[np.ndarray, float]:
+    """The MOTION section -> channel values (T, channels) and the frame rate."""
     header: dict[str, str] = {}
     i = motion_line + 1
     for key in ("Frames:", "Frame Time:"):
@@ -321,12 +346,72 @@ def read_bvh(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         row += 1
     if row != num_frames:
         raise DataError(f"{path}: MOTION: Frames says {num_frames} but the file has {row} frame lines")
+    return values, round(1.0 / frame_time, 6)
 
-    return _evaluate(hierarchy, values), round(1.0 / frame_time, 6)
+
+def read_bvh(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Read a BVH file of the 22-joint skeleton -> joints (T, 22, 3) in file units (metres), fps.
+
+    Raises DataError naming the file and the line/field for anything malformed. Files of other
+    rigs (other joint names, extra joints) are read by `read_any_bvh` and `l2emg.motion.retarget`.
+    """
+    path = Path(path)
+    lines, hierarchy, motion_line = _read_hierarchy(path)
+
+    # Joint set: exactly the 22 names of the skeleton.
+    if len(hierarchy) != NUM_JOINTS:
+        raise DataError(f"{path}: HIERARCHY has {len(hierarchy)} joints, expected {NUM_JOINTS} ({', '.join(JOINT_NAMES)})")
+    names = [j.name for j in hierarchy]
+    unknown = [n for n in names if n not in JOINT_INDEX]
+    if unknown or len(set(names)) != NUM_JOINTS:
+        problem = f"unknown joint {unknown[0]!r}" if unknown else "duplicate joint names"
+        raise DataError(f"{path}: HIERARCHY: {problem}; expected the joints {', '.join(JOINT_NAMES)}")
+    total_channels = _number_channels(path, hierarchy)
+    values, fps = _read_motion(path, lines, motion_line, total_channels)
+
+    positions = _evaluate(hierarchy, values)
+    out = np.empty((values.shape[0], NUM_JOINTS, 3))
+    for j, joint in enumerate(hierarchy):
+        out[:, JOINT_INDEX[joint.name]] = positions[:, j]
+    return out, fps
+
+
+def read_any_bvh(path: str | os.PathLike) -> BvhData:
+    """Read a BVH file of any rig: every joint's global position (T, J, 3), names, parents, fps.
+
+    Any joint names and hierarchy order, any rotation channel order per joint, End Sites, extra
+    joints (fingers, toe ends, twist bones) and position channels on any joint. Positions are in the
+    file's units and axes; `l2emg.motion.retarget` maps them onto the 22-joint skeleton. Joint names
+    must be unique. DataError naming the file and the line/field for anything malformed.
+    """
+    path = Path(path)
+    lines, hierarchy, motion_line = _read_hierarchy(path)
+    first_line: dict[str, int] = {}
+    for joint in hierarchy:
+        if joint.name in first_line:
+            raise DataError(f"{path}: line {joint.line}: joint name {joint.name!r} is used twice "
+                            f"(first on line {first_line[joint.name]})")
+        first_line[joint.name] = joint.line
+    total_channels = _number_channels(path, hierarchy)
+    values, fps = _read_motion(path, lines, motion_line, total_channels)
+    return BvhData(
+        path=path,
+        names=tuple(j.name for j in hierarchy),
+        parents=tuple(j.parent for j in hierarchy),
+        offsets=np.array([j.offset for j in hierarchy], dtype=np.float64),
+        positions=_evaluate(hierarchy, values),
+        fps=fps,
+    )
 
 
 def _evaluate(hierarchy: list[_Joint], values: np.ndarray) -> np.ndarray:
-    """Forward kinematics over the file's own hierarchy -> (T, 22, 3) in JOINT_NAMES order."""
+    """Forward kinematics over the file's own hierarchy -> (T, J, 3) in hierarchy order.
+
+    A joint's local translation is its OFFSET, except on the axes it has position channels for:
+    there the channel value is the translation (as Blender's importer and the LAFAN1 tools read
+    it; files with 6 channels on every joint repeat the OFFSET in them). The local rotation is the
+    product of the rotation channels in the order they are declared.
+    """
     num_frames = values.shape[0]
     positions = np.zeros((num_frames, len(hierarchy), 3))
     global_rot = np.zeros((num_frames, len(hierarchy), 3, 3))
@@ -338,8 +423,9 @@ def _evaluate(hierarchy: list[_Joint], values: np.ndarray) -> np.ndarray:
             order = "".join(n[0] for n in rot_names)
             angles = np.stack([chan[n] for n in rot_names], axis=-1)
             local = rot.euler_to_matrix(angles, order)
-        translation = joint.offset + np.stack(
-            [chan.get(f"{axis}position", np.zeros(num_frames)) for axis in "XYZ"], axis=-1
+        translation = np.stack(
+            [chan.get(f"{axis}position", np.full(num_frames, joint.offset[k])) for k, axis in enumerate("XYZ")],
+            axis=-1,
         )
         if joint.parent < 0:
             positions[:, j] = translation
@@ -348,10 +434,7 @@ def _evaluate(hierarchy: list[_Joint], values: np.ndarray) -> np.ndarray:
             p = joint.parent
             positions[:, j] = positions[:, p] + np.einsum("tij,tj->ti", global_rot[:, p], translation)
             global_rot[:, j] = global_rot[:, p] @ local
-    out = np.empty((num_frames, NUM_JOINTS, 3))
-    for j, joint in enumerate(hierarchy):
-        out[:, JOINT_INDEX[joint.name]] = positions[:, j]
-    return out
+    return positions
 
 
 def bvh_roundtrip_error(joints: np.ndarray, fps: float = FPS) -> float:
