@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 RUN_DIR ?= runs/$(PROFILE)
 STAMP := $(VENV)/.installed
+# Headless Chromium for the studio's browser test (tests/test_studio.py) comes from Debian's packages.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup run test bench clean
 
@@ -17,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	touch $(STAMP)
 
 run: $(STAMP)

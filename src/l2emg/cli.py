@@ -17,6 +17,7 @@ from l2emg.commands import eval as eval_commands
 from l2emg.commands import generate as generate_commands
 from l2emg.commands import learn as learn_commands
 from l2emg.commands import run as run_commands
+from l2emg.commands import studio as studio_commands
 from l2emg.commands import tokenizer as tokenizer_commands
 from l2emg.commands import train as train_commands
 
@@ -39,6 +40,7 @@ app.command(name="train")(train_commands.train)
 app.command(name="generate")(generate_commands.generate)
 app.command(name="learn")(learn_commands.learn)
 app.command(name="bench")(bench_commands.bench)
+app.command(name="studio")(studio_commands.studio)
 
 
 NOT_WRITABLE = "not writable: choose another --run-dir/--out or fix permissions"

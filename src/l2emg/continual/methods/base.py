@@ -10,6 +10,7 @@ loop, the data, checkpoints and evaluation:
         method.end_scenario(i, ctx)      freeze, consolidate
         method.prepare_generation(...)   before generating for evaluation (routing, input embeddings)
         method.evaluation_extras(...)    optional measurements per test set (e.g. EPI's routing accuracy)
+    method.explain(ids, mask)            what it decides per prompt, for people (a gate, a route)
 
 `adapter_state()` / `load_adapter_state()` save and restore everything the method trained (safetensors
 tensors), `structure()` / `restore_structure()` the JSON needed to rebuild the modules before loading
@@ -100,6 +101,13 @@ class ContinualMethod(nn.Module):
         in the stream, i.e. the step that learns it), stored next to that scenario's metrics; e.g.
         EPI's routing accuracy. Called in eval mode after the generations. None by default."""
         return {}
+
+    def explain(self, input_ids: Tensor, attention_mask: Tensor) -> list[dict[str, Any]]:
+        """What the method decides from left-padded prompts (B, L) before any code is generated, one
+        dict of plain values (floats, lists, labels) per prompt, for people to read (`l2emg studio`'s
+        "Why this motion"); e.g. a gate's expert weights or a routed scenario. Changes no state (no
+        routing, no merge). Nothing by default: the method decides nothing per prompt."""
+        return [{} for _ in range(input_ids.shape[0])]
 
     # -- state -------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:

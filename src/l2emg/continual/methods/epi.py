@@ -287,6 +287,18 @@ class EPI(ContinualMethod):
         return GenerationInputs(prefix=self.prefix_key_values(indices))
 
     @torch.no_grad()
+    def explain(self, input_ids: Tensor, attention_mask: Tensor) -> list[dict[str, Any]]:
+        """Per left-padded prompt: "route" — the scenario whose prefix generation uses (as `route`),
+        and "route_distances" — the squared Mahalanobis distance of the prompt to each learned
+        scenario's nearest emotion mean (the route is their argmin; None for a scenario without
+        statistics, [] before any)."""
+        if not len(self.stats):
+            return [{"route": self.current, "route_distances": []} for _ in range(input_ids.shape[0])]
+        scores = self.scenario_scores(self.prompt_features(input_ids, attention_mask)).cpu()  # (B, S)
+        return [{"route": int(row.argmin()),
+                 "route_distances": [float(d) if torch.isfinite(d) else None for d in row]} for row in scores]
+
+    @torch.no_grad()
     def extra_positions(self, num_scenarios: int) -> int:
         return self.options.prefix_length  # one scenario's prefix at a time
 

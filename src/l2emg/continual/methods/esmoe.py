@@ -284,6 +284,24 @@ class ESMoE(ContinualMethod):
         return self.gate(pooled)
 
     @torch.no_grad()
+    def explain(self, input_ids: Tensor, attention_mask: Tensor) -> list[dict[str, Any]]:
+        """Per left-padded prompt: "gate" — the inference weights over the experts (top_k of all,
+        renormalised, zeros elsewhere: what generation routes by), "gate_scores" — the softmax over all
+        experts before top-k, and "emotion" — the emotion classifier's {label: probability} on pooled
+        h (variants with a classifier). Reads the same front as `prepare_generation`; routes nothing."""
+        _, pooled, logits = self._front(input_ids, attention_mask.bool())
+        rows: list[dict[str, Any]] = [{} for _ in range(input_ids.shape[0])]
+        if self.use_samoe:
+            weights = self.gate(pooled).float().cpu()  # (B, E)
+            scores = torch.softmax(self.gate.logits(pooled).float(), dim=-1).cpu()  # (B, E)
+            for row, w, s in zip(rows, weights, scores):
+                row.update(gate=w.tolist(), gate_scores=s.tolist())
+        if logits is not None:
+            for row, p in zip(rows, torch.softmax(logits.float(), dim=-1).cpu()):
+                row["emotion"] = dict(zip(EMOTIONS, p.tolist()))
+        return rows
+
+    @torch.no_grad()
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
         """Route (or merge, for one prompt) the experts for this batch; return the prompt embeddings
         (B, L, d_model) — emotion-highlighted and with the embedding experts' update — or None when

@@ -340,6 +340,13 @@ class SAPT(ContinualMethod):
 
     # -- generation ---------------------------------------------------------------------------------
     @torch.no_grad()
+    def explain(self, input_ids: Tensor, attention_mask: Tensor) -> list[dict[str, Any]]:
+        """Per left-padded prompt: "gate" — the dense gate weights over every expert (what generation
+        routes by; as `gate_scores` too, since SAPT keeps all experts). Routes nothing."""
+        weights = self.gate_weights(input_ids, attention_mask.bool()).float().cpu()  # (B, E)
+        return [{"gate": w.tolist(), "gate_scores": w.tolist()} for w in weights]
+
+    @torch.no_grad()
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
         """Route each (left-padded) prompt by its own gate vector, fixed for the whole generation."""
         self.bank.set_routing(self.gate_weights(input_ids, attention_mask.bool()))
