@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def _new_data(run: Path, out: Path, scenario: str = NEW_SCENARIO) -> Path:
 
 def _gate_means(generator, captions: list[str]) -> torch.Tensor:
     """Mean inference gate weights (E,) of the ES-MoE method behind a generator over `captions`."""
-    method = generator.prepare.__self__
+    method = generator.method
     lm = generator.lm
     rows = [prompt_ids(lm.tokenizer, lm.vocab, c) for c in captions]
     length = max(len(r) for r in rows)
@@ -48,11 +49,20 @@ def _gate_means(generator, captions: list[str]) -> torch.Tensor:
     return method.gate_weights(ids, mask).float().mean(0)
 
 
-@pytest.fixture
-def finished_esmoe(tiny_run_copy, tiny_config) -> Path:
+@pytest.fixture(scope="module")
+def esmoe_template(prepared_tiny_run, tiny_config, tmp_path_factory) -> Path:
+    """A tiny run with ES-MoE finished over a two-scenario stream (trained once per module)."""
+    run = tmp_path_factory.mktemp("learn") / "run"
+    shutil.copytree(prepared_tiny_run, run)
     config = tiny_config.model_copy(update={"stream": tiny_config.stream.model_copy(update={"max_subsets": 2})})
-    StreamTrainer(RunDir(tiny_run_copy), config, "esmoe", "unseen", 1, progress=False).run_stream()
-    return tiny_run_copy
+    StreamTrainer(RunDir(run), config, "esmoe", "unseen", 1, progress=False).run_stream()
+    return run
+
+
+@pytest.fixture
+def finished_esmoe(esmoe_template, tmp_path) -> Path:
+    shutil.copytree(esmoe_template, tmp_path / "run")
+    return tmp_path / "run"
 
 
 def test_learn_adds_a_step_keeps_old_experts_and_routes_the_new_scenario(finished_esmoe, tmp_path):

@@ -40,10 +40,14 @@ LONG_CAPTION = " ".join(["a person walks forward very sadly and then turns aroun
 
 @pytest.fixture(scope="module")
 def studio_run(prepared_tiny_run, tiny_config, tmp_path_factory) -> Path:
-    """The prepared tiny run with ES-MoE and EPI trained over its three-scenario Unseen stream."""
+    """The prepared tiny run with ES-MoE and EPI trained over its three-scenario Unseen stream; or the
+    run named by $STUDIO_RUN (the README's screenshot: `STUDIO_RUN=runs/default STUDIO_SCREENSHOT=docs/
+    studio.png pytest tests/test_studio.py -k browser`)."""
     from l2emg.continual.trainer import StreamTrainer
     from l2emg.runs import RunDir
 
+    if os.environ.get("STUDIO_RUN"):
+        return Path(os.environ["STUDIO_RUN"])
     path = tmp_path_factory.mktemp("studio") / "run"
     shutil.copytree(prepared_tiny_run, path)
     for method in ("esmoe", "epi"):
