@@ -121,6 +121,13 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     assert second.trained == [] and len(second.reused) == 12
     assert _files(run.methods_dir) == before  # finished method runs are only read
 
+    # A method run that learned a scenario after its stream (`l2emg learn`) has no Table-2 row of its stream.
+    from l2emg.errors import ConfigError
+
+    (run.methods_dir / "esmoe-unseen-o2" / "learned.json").write_text('[{"scenario": "X", "step": 3}]')
+    with pytest.raises(ConfigError, match="learned scenarios"):
+        bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False)
+
 
 def test_two_shard_workers_train_each_method_run_once(tiny_run_copy):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from l2emg.config import Config
+from l2emg.continual.learned import read_learned
 from l2emg.errors import BusyError, ConfigError
 from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import atomic_write_text, load_json, save_json
@@ -210,6 +211,11 @@ def collect(run: RunDir, planned: Sequence[PlannedRun]) -> dict[str, dict[str, d
     for split in dict.fromkeys(p.split for p in planned):
         for method in dict.fromkeys(p.method for p in planned):
             runs = [run.method_run(p.method, p.split, p.order) for p in planned if p.split == split and p.method == method]
+            for method_run in runs:
+                if read_learned(method_run):
+                    raise ConfigError(f"{method_run.learned_path}: this method run learned scenarios after its "
+                                      f"stream (`l2emg learn`), so its row would not be the stream's; run the "
+                                      f"bench in a run folder without them")
             metrics = [load_json(r.metrics_path) for r in runs]
             results = [load_json(r.results_path) for r in runs]
             row: dict[str, Any] = {"runs": [r.name for r in runs]}
