@@ -121,3 +121,25 @@ def test_learn_cli_refuses_bad_input(finished_esmoe, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["learn", "--run", str(run), "--data", str(tmp_path / "missing"), "--scenario", "X"])
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_a_learn_killed_before_its_step_resumes(finished_esmoe, tmp_path, monkeypatch):
+    """Killed after the data was copied and recorded (before training): the same command finishes it."""
+    from l2emg.continual.learn import ScenarioLearner
+
+    run = finished_esmoe
+    data = _new_data(run, tmp_path / "new")
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ScenarioLearner, "_learn_step", killed)
+        with pytest.raises(KeyboardInterrupt):
+            learn_scenario(run, "esmoe", data, NEW_SCENARIO, progress=False)
+    method_dir = run / "methods" / "esmoe-unseen-o1"
+    assert load_json(method_dir / "learned.json")[0]["step"] == 2
+    assert load_json(method_dir / "adapter.json")["checkpoint"] == "checkpoints/step_01"  # still the stream's
+    results = learn_scenario(run, "esmoe", data, NEW_SCENARIO, progress=False)
+    assert len(results["steps"]) == 3 and results["scenarios"][-1] == NEW_SCENARIO
+    assert load_json(method_dir / "adapter.json")["checkpoint"] == "checkpoints/step_02"
