@@ -23,6 +23,17 @@ def test_overrides_are_typed():
         load_config("tiny", ["data.num_motions=lots"])
 
 
+def test_an_empty_mapping_clears_and_a_mapping_merges():
+    """`--set lora.rank_pattern={}` clears the profile's pattern (it used to merge nothing and keep it)."""
+    default = load_config("default")
+    assert default.lora.rank_pattern  # the shipped profile ranks embed_tokens / lm_head apart
+    cleared = load_config("default", ["lora.rank_pattern={}", "lora.alpha_pattern={}",
+                                      "lora.target_modules=[q_proj,k_proj,v_proj,o_proj]"])
+    assert cleared.lora.rank_pattern == {} and cleared.lora.alpha_pattern == {}
+    merged = load_config("default", ["lora.rank_pattern={q_proj: 4}"])
+    assert merged.lora.rank_pattern == {**default.lora.rank_pattern, "q_proj": 4}
+
+
 def test_unknown_field_names_file_and_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data:\n  num_motoins: 10\n")

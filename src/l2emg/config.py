@@ -488,9 +488,10 @@ def _yaml_reason(err: yaml.YAMLError, line: bool = True) -> str:
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` merged into `base`, mappings key by key; an empty mapping replaces (`--set x={}` clears x)."""
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = _deep_update(out[key], value)
         else:
             out[key] = value
