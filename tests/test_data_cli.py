@@ -173,6 +173,27 @@ def test_cli_help_texts():
     assert "--label-map" in result.output and "--min-frames" in result.output
 
 
+def test_help_paragraphs_are_reflowed_for_even_wrapping():
+    """Hard-wrapped docstring lines are joined per paragraph (rich then wraps them at the terminal
+    width instead of breaking at both widths); list items and indented examples keep their lines."""
+    from l2emg.cli import reflow
+
+    doc = """Summary line.
+
+        First paragraph, wrapped
+        by hand here.
+        - an item
+        - another item
+            indented example
+        Last line.
+        """
+    assert reflow(doc).splitlines() == ["Summary line.", "", "First paragraph, wrapped by hand here.",
+                                        "- an item", "- another item", "    indented example", "Last line."]
+    wide = CliRunner().invoke(app, ["learn", "--help"], env={"COLUMNS": "300", "TERMINAL_WIDTH": "300"})
+    paragraph = [line for line in wide.output.splitlines() if "lifecycle runs step N+1" in line]
+    assert paragraph and "appends the row to the performance matrices" in paragraph[0]  # not broken where the docstring is
+
+
 def test_cli_check_valid_and_broken(built: Path, tmp_path: Path):
     import shutil
 

@@ -6,6 +6,7 @@ Each group lives in `l2emg/commands/<group>.py` and is registered here.
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import sys
 
@@ -32,6 +33,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+def reflow(doc: str | None) -> str | None:
+    """A docstring as `--help` text: the hard-wrapped lines of each paragraph joined into one, so that
+    rich wraps it evenly at the terminal's width. List items (`-`, `*`, `•`) and indented lines
+    (examples) keep their own lines."""
+    if not doc:
+        return doc
+    lines = inspect.cleandoc(doc).splitlines()
+    out: list[str] = []
+    for line in lines:
+        text = line.strip()
+        keep = not text or line.startswith((" ", "\t")) or text.startswith(("-", "*", "•"))
+        if out and out[-1].strip() and not keep and not out[-1].startswith((" ", "\t")):
+            out[-1] = f"{out[-1]} {text}"
+        else:
+            out.append(line.rstrip())
+    return "\n".join(out)
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        command.help = reflow(command.help or (command.callback.__doc__ if command.callback else None))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
 app.add_typer(data_commands.app, name="data")
 app.add_typer(tokenizer_commands.app, name="tokenizer")
 app.add_typer(eval_commands.app, name="eval")
@@ -41,6 +68,7 @@ app.command(name="generate")(generate_commands.generate)
 app.command(name="learn")(learn_commands.learn)
 app.command(name="bench")(bench_commands.bench)
 app.command(name="studio")(studio_commands.studio)
+_reflow_help(app)
 
 
 NOT_WRITABLE = "not writable: choose another --run-dir/--out or fix permissions"

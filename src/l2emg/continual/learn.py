@@ -84,10 +84,10 @@ class ScenarioLearner(StreamTrainer):
                                   f"{scenario!r}; choose another --scenario name")
             else:
                 step = len(results["steps"])
-                entries[scenario] = self._import(Path(data), scenario, step)
+                self._import(Path(data), scenario, step)
             return self._learn_step(results, scenario, step)
 
-    def _import(self, data: Path, scenario: str, step: int) -> dict[str, Any]:
+    def _import(self, data: Path, scenario: str, step: int) -> None:
         """Copy the dataset into the method run, encode it, check the tokenizer on it; record the entry."""
         from l2emg.tokenizer.api import MotionTokenizer
 
@@ -118,7 +118,6 @@ class ScenarioLearner(StreamTrainer):
         entry = {"scenario": scenario, "step": step, "source": str(data.resolve()), "motions": len(ids),
                  "splits": {s: len(dataset.split(s)) for s in ("train", "val", "test")}, "tokenizer": check}
         record_learned(self.method_run, entry)
-        return entry
 
     def _learn_step(self, results: dict[str, Any], scenario: str, step: int) -> dict[str, Any]:
         done = self.finished_steps()
