@@ -2,7 +2,8 @@
 
 `conditioning.py` is left out: it needs a run whose shared stages are done and trains for about half
 an hour (`python benchmarks/conditioning.py --run-dir runs/default`). So is `studio_latency.py`: it
-needs a run with a finished method (`python benchmarks/studio_latency.py --run runs/default`)."""
+needs a run with a finished method (`python benchmarks/studio_latency.py --run runs/default`), and
+`esmoe_gate.py`, which needs a finished ES-MoE run (`python benchmarks/esmoe_gate.py --run-dir runs/default`)."""
 
 import subprocess
 import sys
@@ -12,7 +13,8 @@ HERE = Path(__file__).parent
 
 
 def main() -> int:
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in ("run_all.py", "conditioning.py", "studio_latency.py"))
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in ("run_all.py", "conditioning.py", "studio_latency.py",
+                                                                     "esmoe_gate.py"))
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
