@@ -22,17 +22,7 @@ from l2emg.commands import studio as studio_commands
 from l2emg.commands import tokenizer as tokenizer_commands
 from l2emg.commands import train as train_commands
 
-app = typer.Typer(
-    name="l2emg",
-    help=(
-        "LLM-centric lifelong empathic motion generation (L²-EMG).\n\n"
-        "Generate the embedded emotional-motion benchmark, train the motion tokenizer and the evaluator, "
-        "and run continual-learning methods (ES-MoE and baselines) over streams of motion scenarios."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+
 def reflow(doc: str | None) -> str | None:
     """A docstring as `--help` text: the hard-wrapped lines of each paragraph joined into one, so that
     rich wraps it evenly at the terminal's width. List items (`-`, `*`, `•`) and indented lines
@@ -59,6 +49,17 @@ def _reflow_help(group: typer.Typer) -> None:
             _reflow_help(sub.typer_instance)
 
 
+app = typer.Typer(
+    name="l2emg",
+    help=(
+        "LLM-centric lifelong empathic motion generation (L²-EMG).\n\n"
+        "Generate the embedded emotional-motion benchmark, train the motion tokenizer and the evaluator, "
+        "and run continual-learning methods (ES-MoE and baselines) over streams of motion scenarios."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(tokenizer_commands.app, name="tokenizer")
 app.add_typer(eval_commands.app, name="eval")
