@@ -115,6 +115,13 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     text = run.bench_table_path.read_text()
     assert "## Unseen split" in text and "## Mixed split" in text and "Kendall τ" in text and "**" in text
     assert "transfer F1" in text and "figure3_fid_mixed_esmoe.png" in text and "figure4.png" in text
+    # Figure 4: rows = 3 captions, columns = the 2 methods, as keyframe strips and animated
+    animation = run.bench_figure4_animation_path(config.preview.format)
+    assert f"({animation.name})" in text and table["figures"][-2:] == ["figure4.png", animation.name]
+    import imageio.v3 as iio
+
+    frames = iio.imread(animation, index=None)
+    assert frames.ndim == 4 and len(frames) > 1 and frames.shape[1] > frames.shape[2]  # 3 rows of 2 square panels
 
     before = _files(run.methods_dir)
     second = bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False)
@@ -150,3 +157,7 @@ def test_two_shard_workers_train_each_method_run_once(tiny_run_copy):
     for name in planned:
         assert log.count(f"{name}: 2 steps on") == 1, log[-3000:]
     assert (tiny_run_copy / "bench" / "table2.md").exists()  # written by whichever worker finished last
+    # one overall line per started run and at the end: runs finished / planned, elapsed, estimate
+    assert "bench 1/2: 0/4 method runs finished, 0:00:00 elapsed" in log
+    assert "4/4 method runs finished" in log
+    assert "left (from 1 run(s) trained here)" in log

@@ -4,6 +4,7 @@ the metrics of an uninterrupted one."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -162,3 +163,25 @@ def test_killed_esmoe_stream_with_embedding_experts_resumes_to_identical_metrics
     assert len(a["steps"]) == 3 and a == b
     final_a, final_b = resumed.method.adapter_state(), straight.method.adapter_state()
     assert final_a.keys() == final_b.keys() and all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_gradient_accumulation_follows_the_larger_batch(tiny_run_copy, tiny_config):
+    """batch 8 × grad_accum 2 lands where batch 16 does (far nearer than batch 8), with half the updates of batch 8."""
+    def train(batch_size: int, grad_accum: int) -> tuple[dict, torch.Tensor]:
+        config = tiny_config.model_copy(deep=True)
+        config.train.batch_size, config.train.grad_accum = batch_size, grad_accum
+        config.train.code_corruption = config.lora.dropout = 0.0  # no per-batch random draws
+        trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False)
+        torch.manual_seed(0)
+        trainer._load()
+        name, ids = trainer.steps()[0]
+        log = trainer.train_step(0, name, ids)
+        state = trainer.method.adapter_state()
+        return log, torch.cat([state[k].flatten().float() for k in sorted(state)])
+
+    big_log, big = train(16, 1)
+    small_log, small = train(8, 1)
+    accum_log, accum = train(8, 2)
+    assert accum_log["updates"] == big_log["updates"] == math.ceil(small_log["updates"] / 2)
+    # Measured: 0.0016 against 0.17 (group means differ from the batch mean by padding only).
+    assert torch.dist(accum, big) < 0.1 * torch.dist(small, big)

@@ -10,7 +10,7 @@ our ranking and the paper's, Figure 3's FID heatmaps and the emotion-transfer co
               worker (`BusyError` = in training elsewhere: skipped), so n workers on one run folder
               finish the table with each method run trained once
     report    when every planned run is finished (whichever worker gets there):
-              RUN/bench/table2.md, table2.json, figure3_fid_<split>_<method>.png, figure4.png
+              RUN/bench/table2.md, table2.json, figure3_fid_<split>_<method>.png, figure4.png + .gif/.mp4
               (paths: `RunDir`)
 
 Floor of `pipeline` / `continual` (docs/design.md, "Layers"): it uses both; the command line
@@ -19,18 +19,23 @@ Floor of `pipeline` / `continual` (docs/design.md, "Layers"): it uses both; the 
 
 from __future__ import annotations
 
+import datetime
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from rich.console import Console
 
 from l2emg.config import Config
 from l2emg.continual.learned import read_learned
 from l2emg.errors import BusyError, ConfigError
 from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import atomic_write_text, load_json, save_json
+
+console = Console(stderr=True)  # progress lines, beside the trainer's (stdout: the summary)
 
 TABLE_COLUMNS: tuple[str, ...] = ("AF", "AR", "AD", "AMM", "AWF", "FR")
 LOWER_BETTER: dict[str, bool] = {"AF": True, "AR": False, "AD": False, "AMM": False, "AWF": False, "FR": True,
@@ -135,26 +140,36 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
     run = prepare_run(run_dir, config, progress=progress, previews=False)
     outcome = BenchOutcome(planned)
     own, others = shard_runs(planned, shard)
+    worker = f"bench {shard[0]}/{shard[1]}" if shard[1] > 1 else "bench"
+    started, trained_seconds = time.time(), []
     for p in [*own, *others]:
         method_run = run.method_run(p.method, p.split, p.order)
         is_own = p in own
         if not is_own and _finished(method_run):
-            continue
+            continue  # another worker's share, finished: nothing to say
+        console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1]),
+                      soft_wrap=True)
         trainer = StreamTrainer(run, config, p.method, p.split, p.order, progress=progress)
         if trainer.is_finished():
             trainer.run_stream()  # checks the method run's config, writes nothing
             outcome.reused.append(p.name)
             continue
         before = _mtime(method_run.progress_path), _mtime(method_run.adapter_path)
+        began = time.time()
         try:
             trainer.run_stream()
         except BusyError:
+            console.print(f"{worker}: skipping {p.name}: another worker is training it (its lock is held)",
+                          soft_wrap=True)
             outcome.busy.append(p.name)
             continue
         if (_mtime(method_run.progress_path), _mtime(method_run.adapter_path)) != before:
             outcome.trained.append(p.name)
+            trained_seconds.append(time.time() - began)
         else:
             outcome.reused.append(p.name)  # another worker finished it while this one waited for it
+    console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1]),
+                  soft_wrap=True)
     if all(_finished(run.method_run(p.method, p.split, p.order)) for p in planned):
         try:
             with run.bench_lock():
@@ -162,6 +177,22 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
         except BusyError:
             pass  # another worker is writing the same tables
     return outcome
+
+
+def overall_progress(worker: str, run: RunDir, planned: Sequence[PlannedRun], elapsed: float,
+                     trained_seconds: Sequence[float], workers: int) -> str:
+    """One line over the whole plan: method runs finished / planned, elapsed, and an estimate of what is
+    left (this worker's mean time per trained run × the unfinished runs / the number of workers)."""
+    done = sum(_finished(run.method_run(p.method, p.split, p.order)) for p in planned)
+    line = f"{worker}: {done}/{len(planned)} method runs finished, {_clock(elapsed)} elapsed"
+    if done < len(planned) and trained_seconds:
+        left = np.mean(trained_seconds) * (len(planned) - done) / workers
+        line += f", ~{_clock(left)} left (from {len(trained_seconds)} run(s) trained here)"
+    return line
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(seconds)))
 
 
 def _finished(method_run: MethodRunDir) -> bool:
@@ -278,9 +309,7 @@ def write_tables(run: RunDir, planned: Sequence[PlannedRun]) -> tuple[Path, list
                     for c in KENDALL_COLUMNS}
             for split, rows in cells.items()}
     figures = figure3(run, planned, cells)
-    strips = figure4(run, planned)
-    if strips is not None:
-        figures.append(strips)
+    figures4 = figure4(run, planned)
     profile = run.config().profile if run.config_path.exists() else "?"
     lines = ["# Table 2 over splits and orders (`l2emg bench`)", "",
              f"Run `{run.path}`, profile `{profile}`, orders {', '.join(map(str, orders))} "
@@ -299,11 +328,13 @@ def write_tables(run: RunDir, planned: Sequence[PlannedRun]) -> tuple[Path, list
         lines += ["Kendall τ between our ranking and the paper's: " + "; ".join(tau_cells) + ".", ""]
     if figures:
         lines += ["## Figure 3: FID performance matrices", ""]
-        lines += [f"![{p.stem}]({p.relative_to(run.bench_dir).as_posix()})" for p in figures if p != strips]
+        lines += [f"![{p.stem}]({p.relative_to(run.bench_dir).as_posix()})" for p in figures]
         lines.append("")
-    if strips is not None:
-        lines += ["## Figure 4: keyframes of test captions × methods (same seed)", "",
-                  f"![figure4]({strips.relative_to(run.bench_dir).as_posix()})", ""]
+    if figures4:
+        png, animation = (p.relative_to(run.bench_dir).as_posix() for p in figures4)
+        lines += ["## Figure 4: test captions (rows) × methods (columns), same seed", "",
+                  f"![figure4]({png})", "", f"Animated: [{animation}]({animation})", ""]
+    figures += figures4
     save_json(run.bench_json_path, {
         "profile": profile, "orders": orders, "splits": list(cells), "runs": [p.name for p in planned],
         "fr_units": "percentage points", "cells": cells, "kendall_tau": taus,
@@ -345,10 +376,12 @@ def _by_ar(row: dict[str, Any]) -> tuple[float, float]:
 
 
 def figure4(run: RunDir, planned: Sequence[PlannedRun], captions: int = 3, seed: int = 0,
-            keyframes: int = 4, size: int = 120) -> Path | None:
-    """The paper's Figure 4: keyframe strips of the first `captions` test captions (one per emotion
-    where possible) × every continual method's final model on the first planned split and order,
-    all generated with the same seed; one PNG, rows = methods, columns = captions."""
+            keyframes: int = 4, size: int = 120) -> list[Path]:
+    """The paper's Figure 4: the first `captions` test captions (one per emotion where possible) × every
+    continual method's final model on the first planned split and order, all generated with the same
+    seed; rows = captions, columns = methods. A PNG of keyframe strips and an animation of the same grid
+    (`preview.format`: gif or mp4). Returns [png, animation], or [] without a continual method."""
+    import io
     import tempfile
 
     from PIL import Image, ImageDraw
@@ -358,15 +391,16 @@ def figure4(run: RunDir, planned: Sequence[PlannedRun], captions: int = 3, seed:
     from l2emg.data.reader import load_dataset
     from l2emg.lm.generate import codes_to_motion
     from l2emg.lm.motion_lm import MotionLM
-    from l2emg.motion.render import render_keyframes
+    from l2emg.motion.render import render_grid, render_keyframes
     from l2emg.tokenizer.api import MotionTokenizer
+    from l2emg.utils.io import atomic_write_bytes
 
     chosen: list[PlannedRun] = []
     for p in planned:
         if not _joint(p.method) and p.split == planned[0].split and p.method not in {q.method for q in chosen}:
             chosen.append(min((q for q in planned if q.method == p.method and q.split == p.split), key=lambda q: q.order))
     if not chosen:
-        return None
+        return []
     config = run.config()
     dataset = load_dataset(run.data_dir)
     picks, emotions = [], set()
@@ -377,42 +411,49 @@ def figure4(run: RunDir, planned: Sequence[PlannedRun], captions: int = 3, seed:
         if len(picks) == captions:
             break
     motion_tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir)
-    strips: list[list[Image.Image]] = []
+    motions: dict[str, list[np.ndarray]] = {}  # method -> one motion per caption
+    for p in chosen:
+        method_run = run.method_run(p.method, p.split, p.order)
+        method_name, checkpoint = method_run.final_checkpoint()
+        lm = MotionLM.load(run.lm_dir, dtype=config.lm.dtype)
+        method = restore_method(method_name, _method_config(method_run), lm, checkpoint)
+        codes = lm.generate(picks, max_codes=config.lm.max_codes, greedy=False,
+                            temperature=config.train.eval_temperature, top_k=config.train.eval_top_k,
+                            batch_size=len(picks), seed=seed, prepare=method.prepare_generation)
+        motions[p.method] = codes_to_motion(motion_tokenizer, codes)[1]
+
+    # The keyframe strips: a header of method names over one column per method, a row per caption.
+    cells: list[list[Image.Image]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for p in chosen:
-            method_run = run.method_run(p.method, p.split, p.order)
-            method_name, checkpoint = method_run.final_checkpoint()
-            lm = MotionLM.load(run.lm_dir, dtype=config.lm.dtype)
-            method = restore_method(method_name, _method_config(method_run), lm, checkpoint)
-            codes = lm.generate(picks, max_codes=config.lm.max_codes, greedy=False,
-                                temperature=config.train.eval_temperature, top_k=config.train.eval_top_k,
-                                batch_size=len(picks), seed=seed, prepare=method.prepare_generation)
-            _, joints = codes_to_motion(motion_tokenizer, codes)
+        for k, caption in enumerate(picks):
             row = []
-            for k, (caption, motion) in enumerate(zip(picks, joints)):
-                path = render_keyframes(motion, Path(tmp) / f"{p.method}_{k}.png", n=keyframes, caption=caption,
-                                        size=size)
+            for p in chosen:
+                path = render_keyframes(motions[p.method][k], Path(tmp) / f"{p.method}_{k}.png", n=keyframes,
+                                        caption=caption, size=size)
                 with Image.open(path) as image:
                     row.append(image.convert("RGB"))
-            strips.append(row)
-    label_w, pad = 110, 6
-    cell_w = max(im.width for row in strips for im in row)
-    cell_h = max(im.height for row in strips for im in row)
-    canvas = Image.new("RGB", (label_w + len(picks) * (cell_w + pad), len(strips) * (cell_h + pad)), "white")
+            cells.append(row)
+    header, pad = 20, 6
+    cell_w = max(im.width for row in cells for im in row)
+    cell_h = max(im.height for row in cells for im in row)
+    canvas = Image.new("RGB", (len(chosen) * (cell_w + pad), header + len(picks) * (cell_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (p, row) in enumerate(zip(chosen, strips)):
-        y = i * (cell_h + pad)
-        draw.text((pad, y + cell_h // 2), method_label(p.method), fill="black")
+    for j, p in enumerate(chosen):
+        draw.text((j * (cell_w + pad) + pad, 4), method_label(p.method), fill="black")
+    for k, row in enumerate(cells):
         for j, image in enumerate(row):
-            canvas.paste(image, (label_w + j * (cell_w + pad), y))
-    import io
-
-    from l2emg.utils.io import atomic_write_bytes
-
+            canvas.paste(image, (j * (cell_w + pad), header + k * (cell_h + pad)))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=True)
     atomic_write_bytes(run.bench_figure4_path, buffer.getvalue())
-    return run.bench_figure4_path
+
+    # The same grid animated (render_grid writes atomically).
+    animation = render_grid([motions[p.method][k] for k in range(len(picks)) for p in chosen],
+                            [caption for caption in picks for _ in chosen],
+                            run.bench_figure4_animation_path(config.preview.format), ncols=len(chosen),
+                            fps=config.preview.fps, size=config.preview.size,
+                            titles=[method_label(p.method) for _ in picks for p in chosen])
+    return [run.bench_figure4_path, animation]
 
 
 def _method_config(method_run: MethodRunDir) -> Config:

@@ -282,7 +282,9 @@ class TrainConfig(Section):
 
     method: str = Field("esmoe", description="default method of `l2emg run` / `l2emg train`")
     epochs: int = Field(3, ge=1, description="passes over each scenario's training examples")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="examples per micro-batch (per process)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser update (gradient accumulation): the "
+                            "effective batch is batch_size × grad_accum × processes")
     lr: float = Field(2e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(10, ge=0, description="linear warm-up at the start of every scenario")
@@ -297,6 +299,9 @@ class TrainConfig(Section):
     seed: int = 0
     # -- evaluation after every step, on every scenario's test set ---------------------------------
     eval_generations: int = Field(2, ge=1, description="generations per test caption (≥ 2 gives MultiModality)")
+    eval_mm_captions: int | None = Field(None, ge=1, description="only the first N test captions of each scenario "
+                                         "get all eval_generations (MultiModality; T2M-GPT: 30 for 100 texts), the "
+                                         "others one; None: every caption gets eval_generations")
     eval_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of evaluation generations")
     eval_top_k: int | None = Field(None, ge=1, description="top-k of evaluation sampling (None: full distribution)")
     eval_batch_size: int = Field(64, ge=1)

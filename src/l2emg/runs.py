@@ -94,6 +94,10 @@ class RunDir:
         """Keyframe strips of a few test captions × methods (the paper's Figure 4)."""
         return self.bench_dir / "figure4.png"
 
+    def bench_figure4_animation_path(self, fmt: str) -> Path:
+        """The same grid animated (`fmt`: gif or mp4)."""
+        return self.bench_dir / f"figure4.{fmt}"
+
     def bench_lock(self) -> FolderLock:
         """Held while the bench tables are written (several shard workers may finish together)."""
         return FolderLock(self.bench_dir / ".lock", "bench folder")

@@ -12,7 +12,7 @@ console = Console()
 
 
 def bench(
-    profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
+    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory (shared stages are built or reused)"),
     methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: every registered method)"),
     splits: str = typer.Option("unseen,mixed", help="comma-separated stream splits: unseen, mixed"),
@@ -29,7 +29,13 @@ def bench(
     split the runs; a worker done with its share takes over runs nobody is training yet. When every run
     is finished, RUN/bench/table2.md and table2.json hold AF, AR, AD, AMM, AWF, FR as mean ± 95 % CI
     over the orders beside the paper's numbers, Kendall τ of our ranking against the paper's, an
-    emotion-transfer column, and Figure 3's FID heatmaps (PNG).
+    emotion-transfer column, Figure 3's FID heatmaps (PNG) and Figure 4 (test captions × methods, same
+    seed: keyframe strips as PNG and animated as GIF or MP4). One overall line (runs finished / planned,
+    elapsed, estimate) is printed before each method run; runs skipped are named with the reason.
+
+    Profiles: tiny (tests), default (a CPU machine), paper (LLaMA-2-7B, bf16, T2M-GPT's evaluation
+    protocol) and gpu (a mid-size model on one 80 GB GPU); set the backbone folder with
+    --set lm.backbone=/models/...
     """
     from l2emg.bench import bench as run_bench
     from l2emg.bench import check_selection, parse_shard

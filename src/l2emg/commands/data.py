@@ -55,7 +55,7 @@ def _counts_table(title: str, rows: dict[str, dict[str, int]], columns: list[str
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="dataset folder to create (HumanML3D layout)"),
-    profile: str = typer.Option("default", help="config profile (tiny, default) or a YAML file"),
+    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
     set_: list[str] = typer.Option([], "--set", help="config override key=value, e.g. num_motions=400 or "
                                                      "data.seed=3 (repeatable; bare keys mean data.<key>)"),
     workers: Optional[int] = typer.Option(None, help="processes for feature extraction (default: up to 2)"),

@@ -21,6 +21,7 @@ The method run folder (`RUN/methods/<method>-<split>-o<order>/`) is laid out by
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -161,32 +162,45 @@ class StreamTrainer:
 
         loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                             collate_fn=collate_fn)
-        total = cfg.epochs * len(loader)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
         acc = self.accelerator
         model, optimizer, loader = acc.prepare_model(self.method), acc.prepare_optimizer(optimizer), \
             acc.prepare_data_loader(loader)
+        # Gradient accumulation: an update every `grad_accum` micro-batches (the last group of an epoch
+        # may be shorter); each micro-batch's loss is divided by its group's size, so an update follows
+        # the mean loss of its group, and ranks synchronise gradients only on a group's last micro-batch.
+        micro = len(loader)
+        total = cfg.epochs * math.ceil(micro / cfg.grad_accum)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
         losses: list[float] = []
+        group: list[torch.Tensor] = []
         extra: dict[str, list[float]] = {}
         started = time.time()
-        with progress_bar(f"step {step + 1}: {name}", cfg.epochs * len(loader),
+        with progress_bar(f"step {step + 1}: {name}", cfg.epochs * micro,
                           enabled=self.progress and acc.is_main_process) as bar:
             for _epoch in range(cfg.epochs):
-                for batch in loader:
+                for k, batch in enumerate(loader):
+                    first = k - k % cfg.grad_accum
+                    size = min(cfg.grad_accum, micro - first)
+                    last = k == first + size - 1
                     batch["input_ids"] = corrupt_motion_codes(batch["input_ids"], self.lm.vocab, cfg.code_corruption,
                                                               corruption)
-                    out = model(batch)
-                    acc.backward(out["loss"])
-                    acc.clip_grad_norm_(params, cfg.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    losses.append(float(acc.reduce(out["loss"].detach(), reduction="mean")))  # mean over ranks
+                    with contextlib.nullcontext() if last else acc.no_sync(model):
+                        out = model(batch)
+                        acc.backward(out["loss"] if size == 1 else out["loss"] / size)
+                    group.append(out["loss"].detach())
                     for key, value in out.items():
                         if key != "loss":
                             extra.setdefault(key, []).append(float(value.detach()))
-                    bar.advance(info=f"loss {np.mean(losses[-20:]):.3f}")
+                    if last:
+                        acc.clip_grad_norm_(params, cfg.grad_clip)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        mean = group[0] if size == 1 else torch.stack(group).mean()
+                        losses.append(float(acc.reduce(mean, reduction="mean")))  # mean over ranks
+                        group = []
+                    bar.advance(info=f"loss {np.mean(losses[-20:]):.3f}" if losses else None)
         acc.wait_for_everyone()
         self.method.end_scenario(step, ctx)
         acc.free_memory()
@@ -222,7 +236,13 @@ class StreamTrainer:
         results: dict[str, Any] = {}
         transfer: dict[str, Any] = {}
         extras: dict[str, Any] = {}  # what a method measures of itself (e.g. EPI's routing accuracy)
-        motions = sum(len(self.test_ids(s)) for s in self.stream.subsets) * cfg.eval_generations
+        mm = cfg.eval_mm_captions  # only the first `mm` captions get every generation (None: all)
+
+        def generated(ids: list[str], g: int) -> list[str]:
+            return ids if g == 0 or mm is None else ids[:mm]
+
+        motions = sum(len(generated(self.test_ids(s), g)) for s in self.stream.subsets
+                      for g in range(cfg.eval_generations))
         with progress_bar(f"step {step + 1}: evaluating", motions, enabled=self.progress) as bar:
             for j, subset in enumerate(self.stream.subsets):
                 ids = self.test_ids(subset)
@@ -232,10 +252,12 @@ class StreamTrainer:
                 captions = [dataset.by_id(i).captions[0].text for i in ids]
                 generations: dict[str, list[np.ndarray]] = {i: [] for i in ids}
                 for g in range(cfg.eval_generations):
-                    feats = self.generate_features(captions, seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
-                    for motion_id, f in zip(ids, feats):
+                    chosen = generated(ids, g)
+                    feats = self.generate_features(captions[:len(chosen)],
+                                                   seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
+                    for motion_id, f in zip(chosen, feats):
                         generations[motion_id].append(f)
-                    bar.advance(len(ids), info=subset.name)
+                    bar.advance(len(chosen), info=subset.name)
                 evaluation = evaluate_motions(self.evaluator, generations, dataset, "test", ids,
                                               captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
                                               seed=step_seed(cfg.seed, step, purpose=2))
