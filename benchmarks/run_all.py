@@ -3,7 +3,8 @@
 `conditioning.py` is left out: it needs a run whose shared stages are done and trains for about half
 an hour (`python benchmarks/conditioning.py --run-dir runs/default`). So is `studio_latency.py`: it
 needs a run with a finished method (`python benchmarks/studio_latency.py --run runs/default`), and
-`esmoe_gate.py`, which needs a finished ES-MoE run (`python benchmarks/esmoe_gate.py --run-dir runs/default`)."""
+`esmoe_gate.py`, which needs a finished ES-MoE run (`python benchmarks/esmoe_gate.py --run-dir runs/default`),
+and `caption_probe.py`, which needs a finished method run (`python benchmarks/caption_probe.py --run-dir runs/default`)."""
 
 import subprocess
 import sys
@@ -14,7 +15,7 @@ HERE = Path(__file__).parent
 
 def main() -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name not in ("run_all.py", "conditioning.py", "studio_latency.py",
-                                                                     "esmoe_gate.py"))
+                                                                     "esmoe_gate.py", "caption_probe.py"))
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
