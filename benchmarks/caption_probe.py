@@ -18,7 +18,6 @@ Saves benchmarks/results/caption_probe.json (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -74,7 +73,7 @@ def main() -> int:
     from l2emg.data.reader import load_dataset
     from l2emg.generator import load_generator
     from l2emg.runs import RunDir
-    from l2emg.utils.io import atomic_write_text
+    from l2emg.utils.io import save_json
 
     started = time.time()
     generator = load_generator(args.run_dir, method=args.method)
@@ -95,10 +94,8 @@ def main() -> int:
               "decoding": {"greedy": generator.lm_config.greedy, "temperature": generator.lm_config.temperature,
                            "top_k": generator.lm_config.top_k},
               "generated": generated, "real_test_motions": real, "seconds": round(time.time() - started, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    print(f"saved {out}")
+    save_json(args.out, report)
+    print(f"saved {args.out}")
     return 0
 
 

@@ -17,7 +17,6 @@ Saves benchmarks/results/esmoe_gate.json (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -41,7 +40,7 @@ def main() -> int:
     from l2emg.continual.trainer import StreamTrainer
     from l2emg.eval.continual_metrics import continual_metrics, matrices_from_results
     from l2emg.runs import RunDir
-    from l2emg.utils.io import atomic_write_text, load_json
+    from l2emg.utils.io import load_json, save_json
 
     run = RunDir(args.run_dir)
     method_run = run.find_method_run(args.method)
@@ -76,10 +75,8 @@ def main() -> int:
               f"({row['seconds']:.0f} s)", flush=True)
     for metric, bwt in report["BWT"].items():
         print(f"{metric}: mean change on old scenarios from learning to the end (BWT) {bwt:+.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    print(f"saved {out}")
+    save_json(args.out, report)
+    print(f"saved {args.out}")
     return 0
 
 
