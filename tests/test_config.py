@@ -74,3 +74,13 @@ def test_run_dir_refuses_other_config(tmp_path):
     run.mark_done("data", motions=3)
     assert run.is_done("data") and run.stage_info("data")["motions"] == 3
     assert isinstance(run.config(), Config)
+
+
+def test_profile_help_names_every_packaged_profile():
+    import re
+
+    from l2emg.commands import PROFILE_HELP
+    from l2emg.config import available_profiles
+
+    listed = re.search(r"\(([^)]*)\)", PROFILE_HELP).group(1).split(", ")
+    assert sorted(listed) == sorted(available_profiles())

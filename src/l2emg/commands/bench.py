@@ -8,11 +8,13 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from l2emg.commands import PROFILE_HELP
+
 console = Console()
 
 
 def bench(
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory (shared stages are built or reused)"),
     methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: every registered method)"),
     splits: str = typer.Option("unseen,mixed", help="comma-separated stream splits: unseen, mixed"),

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from l2emg.commands import PROFILE_HELP
 from l2emg.data.layout import HUMANML3D_MAX_FRAMES, HUMANML3D_MIN_FRAMES, SPLITS
 from l2emg.data.previews import render_previews
 from l2emg.errors import DataError
@@ -55,7 +56,7 @@ def _counts_table(title: str, rows: dict[str, dict[str, int]], columns: list[str
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="dataset folder to create (HumanML3D layout)"),
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     set_: list[str] = typer.Option([], "--set", help="config override key=value, e.g. num_motions=400 or "
                                                      "data.seed=3 (repeatable; bare keys mean data.<key>)"),
     workers: Optional[int] = typer.Option(None, help="processes for feature extraction (default: up to 2)"),

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import typer
 
+from l2emg.commands import PROFILE_HELP
 from l2emg.errors import DataError
 
 app = typer.Typer(help="Train the evaluator and measure generated motions (FID, R-Precision, …).", no_args_is_help=True)
@@ -55,7 +56,7 @@ def _metrics_table(title: str, result: dict[str, Any]):
 def train(
     data: Path = typer.Option(..., "--data", help="dataset folder (HumanML3D layout)"),
     out: Path = typer.Option(..., "--out", help="folder for the evaluator checkpoint"),
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="config override, e.g. evaluator.epochs=10"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:

@@ -9,11 +9,13 @@ from typing import List
 import typer
 from rich.console import Console
 
+from l2emg.commands import PROFILE_HELP
+
 console = Console()
 
 
 def run(
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory; re-running resumes it"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set data.num_motions=800"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),

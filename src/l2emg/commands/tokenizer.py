@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from l2emg.commands import PROFILE_HELP
 from l2emg.data.layout import SPLITS
 from l2emg.errors import DataError
 
@@ -55,7 +56,7 @@ def _metrics_table(metrics: dict[str, Any]) -> Table:
 def train(
     data: Path = typer.Option(..., "--data", help="dataset folder (HumanML3D layout)"),
     out: Path = typer.Option(..., "--out", help="tokenizer folder to write (re-running resumes)"),
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     set_: list[str] = typer.Option([], "--set", help="override key=value, e.g. iterations=2000 or "
                                                      "tokenizer.width=128 (repeatable; bare keys mean tokenizer.<key>)"),
     progress: bool = typer.Option(True, help="show a progress bar"),

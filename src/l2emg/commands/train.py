@@ -8,6 +8,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from l2emg.commands import PROFILE_HELP
+
 console = Console()
 
 
@@ -15,7 +17,7 @@ def train(
     method: Optional[str] = typer.Option(None, help="method: mtl, seqlora, esmoe, … (default: train.method of the profile)"),
     split: Optional[str] = typer.Option(None, help="stream split: unseen (one subset per scenario) or mixed"),
     order: Optional[int] = typer.Option(None, help="scenario order 1, 2 or 3"),
-    profile: str = typer.Option("default", help="config profile (tiny, default, paper, gpu) or a YAML file"),
+    profile: str = typer.Option("default", help=PROFILE_HELP),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory (shared stages are built or reused)"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=2 (repeatable)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
