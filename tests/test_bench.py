@@ -112,7 +112,13 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     af = table["cells"]["mixed"]["esmoe"]["AF"]
     assert af["n"] >= 2 and af["ci95"] is not None and f"{af['mean']:.2f} ± {af['ci95']:.2f}" in run.bench_table_path.read_text()
     assert set(table["kendall_tau"]["mixed"]) == {"AF", "AR", "AWF", "FR"}
+    # what each run took, from its step records: every run here trained and evaluated (seconds > 0)
+    for split in ("unseen", "mixed"):
+        times = table["time"][split]
+        assert sorted(times) == sorted(f"{m}-{split}-o{o}" for m in ("seqlora", "esmoe") for o in (1, 2, 3))
+        assert all(t["train_s"] > 0 and t["eval_s"] > 0 and t["threads"] >= 1 for t in times.values())
     text = run.bench_table_path.read_text()
+    assert text.count("Time: 6 method runs") == 2 and "(6 of 6 runs record it)" in text
     assert "## Unseen split" in text and "## Mixed split" in text and "Kendall τ" in text and "**" in text
     assert "transfer F1" in text and "figure3_fid_mixed_esmoe.png" in text and "figure4.png" in text
     # Figure 4: rows = 3 captions, columns = the 2 methods, as keyframe strips and animated

@@ -260,6 +260,32 @@ def collect(run: RunDir, planned: Sequence[PlannedRun]) -> dict[str, dict[str, d
     return cells
 
 
+def run_time(method_run: MethodRunDir) -> dict[str, Any]:
+    """What one method run took, from its records: training and evaluation wall-clock seconds summed
+    over its steps (evaluation None for runs trained before it was recorded) and its torch threads."""
+    steps = load_json(method_run.results_path).get("steps") or []
+    evals = [s.get("eval_seconds") for s in steps]
+    progress = load_json(method_run.progress_path) if method_run.progress_path.exists() else {}
+    return {"train_s": round(sum(float(s["train"]["seconds"]) for s in steps), 1),
+            "eval_s": None if any(e is None for e in evals) else round(sum(evals), 1),
+            "threads": (progress.get("environment") or {}).get("threads")}
+
+
+def time_line(times: dict[str, dict[str, Any]]) -> str:
+    """One sentence summing `run_time` over a split's method runs."""
+    train = sum(t["train_s"] for t in times.values()) / 3600
+    evaluated = [t["eval_s"] for t in times.values() if t["eval_s"] is not None]
+    threads = sorted({t["threads"] for t in times.values() if t["threads"] is not None})
+    text = f"Time: {len(times)} method runs, {train:.1f} h of training"
+    if evaluated:
+        text += f", {sum(evaluated) / 3600:.1f} h of evaluation ({len(evaluated)} of {len(times)} runs record it)"
+    else:
+        text += " (evaluation time not recorded by these runs)"
+    if threads:
+        text += f"; torch threads per run: {', '.join(map(str, threads))} (wall-clock seconds summed over runs)"
+    return text + "."
+
+
 def best_methods(rows: dict[str, dict[str, Any]], column: str, source: str = "mean") -> set[str]:
     """Methods holding the best value of a column (ours: source "mean"; the paper's: "paper")."""
     values = {m: row[column].get(source) for m, row in rows.items() if row[column].get(source) is not None}
@@ -308,6 +334,8 @@ def write_tables(run: RunDir, planned: Sequence[PlannedRun]) -> tuple[Path, list
                                    {m: v[c] for m, v in PAPER_TABLE2.get(split, {}).items()})
                     for c in KENDALL_COLUMNS}
             for split, rows in cells.items()}
+    times = {split: {p.name: run_time(run.method_run(p.method, p.split, p.order)) for p in planned if p.split == split}
+             for split in cells}
     figures = figure3(run, planned, cells)
     figures4 = figure4(run, planned)
     profile = run.config().profile if run.config_path.exists() else "?"
@@ -325,7 +353,8 @@ def write_tables(run: RunDir, planned: Sequence[PlannedRun]) -> tuple[Path, list
         for column, t in taus[split].items():
             value = "n/a" if t["tau"] is None else f"{t['tau']:+.2f}"
             tau_cells.append(f"{column} τ = {value} ({len(t['methods'])} methods)")
-        lines += ["Kendall τ between our ranking and the paper's: " + "; ".join(tau_cells) + ".", ""]
+        lines += ["Kendall τ between our ranking and the paper's: " + "; ".join(tau_cells) + ".", "",
+                  time_line(times[split]), ""]
     if figures:
         lines += ["## Figure 3: FID performance matrices", ""]
         lines += [f"![{p.stem}]({p.relative_to(run.bench_dir).as_posix()})" for p in figures]
@@ -337,7 +366,7 @@ def write_tables(run: RunDir, planned: Sequence[PlannedRun]) -> tuple[Path, list
     figures += figures4
     save_json(run.bench_json_path, {
         "profile": profile, "orders": orders, "splits": list(cells), "runs": [p.name for p in planned],
-        "fr_units": "percentage points", "cells": cells, "kendall_tau": taus,
+        "fr_units": "percentage points", "cells": cells, "kendall_tau": taus, "time": times,
         "figures": [p.relative_to(run.bench_dir).as_posix() for p in figures]})
     atomic_write_text(run.bench_table_path, "\n".join(lines) + "\n")
     return run.bench_table_path, figures

@@ -374,9 +374,10 @@ class StreamTrainer:
             log = self.train_step(step, name, ids)
             if acc.is_main_process:
                 self._save_checkpoint(step, log)
+                began = time.time()
                 evaluation = self.evaluate(step)
                 results["steps"].append({"scenario": name, "train": {k: v for k, v in log.items() if k != "loss"},
-                                         **evaluation})
+                                         "eval_seconds": round(time.time() - began, 1), **evaluation})
                 save_json(self.method_run.results_path, results)
                 save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps),
                                                           "environment": self._environment()})
