@@ -1,6 +1,7 @@
 """Shared helpers for driving a continual method on a tiny language model, for tests/test_esmoe.py,
 tests/test_baselines_lora.py and tests/test_baselines_prompts.py: two caption scenarios, the tokenizer, the
-tiny LM, instruction examples and batches, and a begin_scenario -> AdamW updates -> end_scenario loop."""
+tiny LM, instruction examples and batches, and a begin_scenario -> AdamW updates -> end_scenario loop; and
+`strip_timing`, for comparing a resumed stream's results with an uninterrupted one's."""
 
 from __future__ import annotations
 
@@ -120,3 +121,11 @@ def train(method, step: int, examples, updates: int = 4, lr: float = 1e-2, **kwa
     outs = steps(method, examples, updates, lr=lr, **kwargs)
     method.end_scenario(step, ctx)
     return outs
+
+
+def strip_timing(results: dict) -> dict:
+    """results.json without its wall-clock fields (each step's training and evaluation seconds)."""
+    for step in results["steps"]:
+        step["train"].pop("seconds", None)
+        step.pop("eval_seconds", None)
+    return results

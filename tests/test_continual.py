@@ -16,16 +16,11 @@ from l2emg.errors import CheckpointError
 from l2emg.runs import RunDir
 from l2emg.utils.schedule import warmup_cosine
 from l2emg.utils.seeding import step_seed
+from method_fixtures import strip_timing
 
 
 def _results(trainer: StreamTrainer) -> dict:
     return json.loads(trainer.method_run.results_path.read_text())
-
-
-def _strip_timing(results: dict) -> dict:
-    for step in results["steps"]:
-        step["train"].pop("seconds", None)
-    return results
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -51,7 +46,7 @@ def test_killed_stream_resumes_to_identical_metrics(tiny_run_copy, tiny_config, 
     straight = StreamTrainer(RunDir(other), tiny_config, "seqlora", "mixed", 1, progress=False)
     straight.run_stream()
 
-    a, b = _strip_timing(_results(resumed)), _strip_timing(_results(straight))
+    a, b = strip_timing(_results(resumed)), strip_timing(_results(straight))
     assert len(a["steps"]) == len(a["scenarios"]) == 3
     assert a == b
     # The final adapters are bit-identical too.
@@ -157,9 +152,9 @@ def test_killed_esmoe_stream_with_embedding_experts_resumes_to_identical_metrics
     shutil.copytree(tiny_run_copy, other)
     StreamTrainer(RunDir(tiny_run_copy), config, "esmoe", "unseen", 1, progress=False, stop_after_step=0).run_stream()
     resumed = StreamTrainer(RunDir(tiny_run_copy), config, "esmoe", "unseen", 1, progress=False)
-    a = _strip_timing(resumed.run_stream())
+    a = strip_timing(resumed.run_stream())
     straight = StreamTrainer(RunDir(other), config, "esmoe", "unseen", 1, progress=False)
-    b = _strip_timing(straight.run_stream())
+    b = strip_timing(straight.run_stream())
     assert len(a["steps"]) == 3 and a == b
     final_a, final_b = resumed.method.adapter_state(), straight.method.adapter_state()
     assert final_a.keys() == final_b.keys() and all(torch.equal(final_a[k], final_b[k]) for k in final_a)

@@ -19,12 +19,7 @@ from l2emg.continual.trainer import StreamTrainer
 from l2emg.errors import BusyError, ConfigError, DataError
 from l2emg.runs import RunDir
 from l2emg.utils.lock import FolderLock
-
-
-def _strip_timing(results: dict) -> dict:
-    for step in results["steps"]:
-        step["train"].pop("seconds", None)
-    return results
+from method_fixtures import strip_timing
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
@@ -153,7 +148,7 @@ def test_a_full_disk_at_a_checkpoint_stops_the_stream_and_the_resume_ends_identi
     resumed = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False)
     a = resumed.run_stream()
     b = StreamTrainer(RunDir(straight_dir), tiny_config, "seqlora", "mixed", 1, progress=False).run_stream()
-    assert _strip_timing(a) == _strip_timing(b)
+    assert strip_timing(a) == strip_timing(b)
     from safetensors.torch import load_file
 
     final = resumed.method_run.checkpoint_dir(len(a["steps"]) - 1) / "adapters.safetensors"
