@@ -229,9 +229,10 @@ class StreamTrainer:
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Metrics of the current model on every scenario's test set."""
+        """Metrics of the current model on every scenario's test set, and the seconds it took."""
         from l2emg.eval.evaluate import evaluate_motions
 
+        started = time.time()
         cfg = self.config.train
         results: dict[str, Any] = {}
         transfer: dict[str, Any] = {}
@@ -267,7 +268,8 @@ class StreamTrainer:
                     extras[subset.name] = extra
                 if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
                     transfer[subset.name] = evaluation["transfer"]
-        return {"results": results, "transfer": transfer, **({"extras": extras} if extras else {})}
+        return {"results": results, "transfer": transfer, **({"extras": extras} if extras else {}),
+                "eval_seconds": round(time.time() - started, 1)}
 
     # -- the stream ---------------------------------------------------------------------------------
     def _save_or_check_config(self) -> None:
@@ -374,10 +376,9 @@ class StreamTrainer:
             log = self.train_step(step, name, ids)
             if acc.is_main_process:
                 self._save_checkpoint(step, log)
-                began = time.time()
                 evaluation = self.evaluate(step)
                 results["steps"].append({"scenario": name, "train": {k: v for k, v in log.items() if k != "loss"},
-                                         "eval_seconds": round(time.time() - began, 1), **evaluation})
+                                         **evaluation})
                 save_json(self.method_run.results_path, results)
                 save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps),
                                                           "environment": self._environment()})
