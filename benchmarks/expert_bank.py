@@ -5,7 +5,11 @@ no adapters, plain LoRA (1 expert, no routing), the fused bank with 1/8/32 exper
 per-sample softmax routing, the fused bank with top-2 routing of a gate concentrated on the batch's
 scenario (zero-weight experts are skipped), and a naive per-expert Python loop with dense routing.
 Inference (batch 1, 96-token prompt, then one KV-cache decoding step): no adapters, merged
-experts, and the fused bank. Every variant runs in this one process, so the ratios are comparable.
+experts, and the fused bank. Batched decoding as the evaluation runs it (batch 64, per-sample top-2 of
+8 experts, the default profile's targets incl. rank-64 experts on the input embeddings and lm_head):
+one KV-cache decoding step with each sample's experts gathered (the per-sample path forced) against
+the bank's own choice (`lora.gather_pays`: the fused product for one token). Every variant runs in
+this one process, so the ratios are comparable.
 
     .venv/bin/python benchmarks/expert_bank.py [--device cpu|cuda] [--repeats 5] [--threads 1]
 
@@ -29,6 +33,7 @@ import torch
 from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from l2emg.continual import lora
 from l2emg.continual.lora import ExpertBank, ExpertLinear, inject_experts
 from l2emg.lm.generate import cache_kwarg
 from l2emg.utils.io import save_json
@@ -162,6 +167,41 @@ def inference_steps(mode: str, experts: int, device: str) -> tuple[Callable[[], 
     return prompt, decode
 
 
+def batched_decode(force_gather: bool, device: str, batch: int = 64, experts: int = 8) -> Callable[[], None]:
+    """One KV-cache decoding step of a batch routed per sample (top-2 of `experts`), the default
+    profile's targets (attention rank 8, input embeddings and lm_head rank 64)."""
+    model = build_model(device).eval()
+    bank = inject_experts(model, [*TARGETS, "embed_tokens", "lm_head"], rank=RANK, alpha=ALPHA,
+                          rank_pattern={"embed_tokens": 64, "lm_head": 64}, alpha_pattern={"embed_tokens": 64, "lm_head": 64})
+    g = torch.Generator().manual_seed(1)
+    for _ in range(experts):
+        bank.add_expert(trainable=False)
+    with torch.no_grad():
+        for e in range(experts):
+            for p in bank.expert_parameters(e):
+                p.copy_(torch.randn(p.shape, generator=g).to(p.device) * 0.02)
+    picks = torch.randint(0, experts - 1, (batch,), generator=g)
+    weights = torch.zeros(batch, experts).index_put((torch.arange(batch), picks), torch.full((batch,), 0.4))
+    weights[:, experts - 1] = 0.6
+    bank.set_routing(weights.to(device))
+    ids = torch.randint(0, 2515, (batch, 40), generator=g).to(device)
+    with torch.no_grad():
+        cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+    last = ids[:, -1:]
+
+    @torch.no_grad()
+    def decode() -> None:
+        saved = lora.GATHER_COST
+        lora.GATHER_COST = 0 if force_gather else saved
+        try:
+            model(input_ids=last, **cache_kwarg(model, cache), use_cache=True)
+        finally:
+            lora.GATHER_COST = saved
+        cache.crop(-1)
+
+    return decode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -205,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in inference.items():
         print(f"  {name:10s} prompt {row['prompt'][clock]:7.2f} ms   decode step {row['decode_step'][clock]:6.2f} ms ({clock})")
 
+    batched = interleaved_median_ms({"gather_forced": batched_decode(True, args.device),
+                                     "bank_choice": batched_decode(False, args.device)}, args.device, args.repeats * 4)
+    print(f"batched decoding step (batch 64, per-sample top-2 of 8, default targets): gathered per sample "
+          f"{batched['gather_forced'][clock]:.1f} ms, the bank's choice (fused) {batched['bank_choice'][clock]:.1f} ms "
+          f"({clock})")
+
     t = {name: row[clock] for name, row in train.items()}
     d = {name: row["decode_step"][clock] for name, row in inference.items()}
     p = {name: row["prompt"][clock] for name, row in inference.items()}
@@ -222,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "merged_8_decode_vs_plain": d["merged_8"] / d["plain"],
         "fused_8_decode_vs_plain": d["fused_8"] / d["plain"],
         "fused_32_decode_vs_plain": d["fused_32"] / d["plain"],
+        "batched_decode_gathered_vs_bank_choice": batched["gather_forced"][clock] / batched["bank_choice"][clock],
     }
     print("ratios (" + clock + "): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     save_json(args.out, {
@@ -230,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "repeats": args.repeats,
         "ratio_clock": clock, "top2_experts_used": used,
-        "train_step": train, "inference": inference, "ratios": ratios,
+        "train_step": train, "inference": inference, "batched_decode_b64_top2_of_8": batched, "ratios": ratios,
     })
     print(f"saved {args.out}")
     return 0

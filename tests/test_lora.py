@@ -8,6 +8,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from l2emg.config import LoRAConfig, load_config
+from l2emg.continual import lora
 from l2emg.continual.lora import ExpertBank, ExpertEmbedding, ExpertLinear, inject_experts, inject_experts_from_config
 from l2emg.errors import ConfigError
 from l2emg.lm.generate import cache_kwarg
@@ -145,10 +146,14 @@ def test_fused_forward_equals_the_per_expert_loop():
         layer(torch.randn(4, 7, 32))
 
 
-def test_top_k_routing_computes_only_each_samples_own_experts():
+def test_top_k_routing_computes_only_each_samples_own_experts(monkeypatch):
     """Per-sample top-k weights take the selected path (each sample computes only its own k experts,
     batched): values and every gradient (input, gate weights, the trainable expert) equal the definition."""
+    monkeypatch.setattr(lora, "GATHER_COST", 0)  # these short inputs would otherwise take the fused product
     layer = expert_layer(6)
+    selected_calls = []
+    original = layer._selected_low_rank
+    monkeypatch.setattr(layer, "_selected_low_rank", lambda *args: selected_calls.append(1) or original(*args))
     layer.set_trainable([5])
     # ES-MoE's training gate: the current expert (5) plus one old expert per sample, 4 old ones used.
     rows, picks = torch.arange(5), torch.tensor([0, 3, 1, 0, 4])
@@ -166,6 +171,7 @@ def test_top_k_routing_computes_only_each_samples_own_experts():
         out = forward(x_in)
         ((out - target) ** 2).sum().backward()
         grads.append([out.detach(), x_in.grad, logits_.grad, *[p.grad for p in layer.expert_parameters(5)]])
+    assert len(selected_calls) == 1  # the layer's own forward took the selected path
     positions, weights = layer.routing.row_selection((0, 1, 3, 4))
     assert positions.shape == (5, 1) and torch.equal(torch.tensor([0, 1, 3, 4])[positions[:, 0]], picks)
     for g_selected, g_loop in zip(*grads):
@@ -451,6 +457,7 @@ def test_embedding_experts_equal_the_definition(monkeypatch):
 def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definition(monkeypatch):
     """Per-sample top-k weights (each sample uses fewer experts than the batch): each sample computes only
     its own experts, and values and gradients (gate logits, the trainable expert's A and B) equal the definition."""
+    monkeypatch.setattr(lora, "GATHER_COST", 0)  # a lookup this short would otherwise take the fused product
     layer = embedding_layer(6)
     layer.set_trainable([5])
     selected_calls = []
@@ -486,6 +493,40 @@ def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definiti
         assert torch.allclose(layer(ids), explicit_embedding_mixture(layer, ids, w), atol=1e-6, rtol=0)
         assert len(selected_calls) == 1
         assert torch.allclose(layer(ids[:, 0]), explicit_embedding_mixture(layer, ids[:, 0], w), atol=1e-6, rtol=0)
+
+
+def test_per_sample_gather_is_taken_only_where_it_pays(monkeypatch):
+    """The selected path gathers every sample's A and B: worth it for training-length inputs, not for
+    one decoding step (where it was 10-20x slower than the fused product) nor for an embedding lookup.
+    Either way the output is the same mixture."""
+    torch.manual_seed(0)
+    layers = {"linear": ExpertLinear(nn.Linear(256, 256), rank=8, alpha=16),
+              "embedding": ExpertEmbedding(nn.Embedding(1365, 256), rank=64, alpha=64)}
+    w = torch.zeros(7, 8).index_put((torch.arange(7), torch.arange(7)), torch.full((7,), 0.4))
+    w[:, 7] = 0.6  # the newest expert plus one other per sample (top-2 of 8), the batch uses all 8
+    for kind, layer in layers.items():
+        for _ in range(8):
+            layer.add_expert()
+        with torch.no_grad():
+            for e in range(8):
+                layer.lora_A[e].normal_(std=0.1)
+                layer.lora_B[e].normal_(std=0.1)
+        layer.routing.set(w)
+        calls = []
+        original = layer._selected_low_rank
+        monkeypatch.setattr(layer, "_selected_low_rank", lambda *args, _o=original: calls.append(1) or _o(*args))
+        for length in (1, 96):
+            x = torch.randint(0, 1365, (7, length)) if kind == "embedding" else torch.randn(7, length, 256)
+            calls.clear()
+            with torch.no_grad():
+                chosen = layer(x)
+            took_selected = bool(calls)
+            assert took_selected == (kind == "linear" and length == 96), (kind, length)
+            with monkeypatch.context() as forced:  # the other path gives the same output
+                forced.setattr(lora, "GATHER_COST", 0 if not took_selected else 10**9)
+                with torch.no_grad():
+                    other = layer(x)
+            assert torch.allclose(chosen, other, atol=1e-5, rtol=1e-5)
 
 
 def embedding_bank(seed: int = 0, experts: int = 4, **kwargs) -> tuple[LlamaForCausalLM, ExpertBank]:

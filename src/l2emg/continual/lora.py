@@ -33,7 +33,9 @@ output nor any gradient) plus the trainable ones (kept so that every trainable p
 receives a gradient, zero if unused — distributed data parallel requires that). With per-sample
 top-k routing a batch may use many experts while each sample uses only k of them; then every sample
 computes just its own k (the selected experts' A and B gathered per sample, one batched product),
-which costs k/K of the fused product over the batch's K experts.
+which costs k/K of the fused product over the batch's K experts — but the gather itself copies every
+selected A and B for every sample, so it only pays for inputs long enough to amortise it (training
+sequences; not one decoding step, where the fused product is 10–20× faster): `gather_pays` decides.
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ __all__ = [
     "inject_experts_from_config",
 ]
 
+
+
+# What gathering one value of a sample's own A or B costs, in multiply-adds of the fused product.
+# Measured on the 2-core CPU (benchmarks/expert_bank.py times a batched decoding step both ways): at
+# K = 8, k = 2 a q_proj layer's crossover lies near 20 tokens in inference and 64 in training, an
+# lm_head's (1,365 outputs) near 32 and above 96; an embedding lookup never gains. One decoding step
+# of the evaluation's batch: 3.2x faster fused. 64 sits between; either side of a crossover the two
+# paths differ by a few percent.
+GATHER_COST = 64
 
 
 class RoutingState:
@@ -272,15 +283,33 @@ class ExpertLayer(nn.Module):
         With top-k routing a sample uses k of the batch's K experts, and the batched product over each
         sample's own k experts costs k/K of the fused one. Gradients reach the trainable experts through
         the gather (a zero gradient for one that no sample selected). out: (B, T, out) or (B, out)."""
-        a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
-        count, (batch, k), r = len(experts), positions.shape, self.rank
-        a = a_cat.view(count, r, -1)[positions].reshape(batch, k * r, -1)  # (B, k·r, in)
-        b = b_cat.view(-1, count, r).permute(1, 2, 0)[positions].reshape(batch, k * r, -1)  # (B, k·r, out)
+        (batch, k), r = positions.shape, self.rank
+        # Gathered from contiguous (K, r, ·) stacks: every picked expert is one block copy (a gather from
+        # a permuted (out, K·r) view of the B's is strided and ~3x slower for lm_head).
+        a = torch.stack([self.lora_A[e] for e in experts])[positions].reshape(batch, k * r, -1)  # (B, k·r, in)
+        b = torch.stack([self.lora_B[e].t() for e in experts])[positions].reshape(batch, k * r, -1)  # (B, k·r, out)
         h = self._down_selected(x, a)  # (B, T, k·r)
         columns = weights.to(h.dtype).repeat_interleave(r, dim=-1) * self.scaling  # (B, k·r)
         out3 = out if out.dim() == 3 else out.unsqueeze(1)
         y = torch.baddbmm(out3.to(h.dtype), h * columns.unsqueeze(1), b)  # (B, T, out)
         return y if out.dim() == 3 else y.squeeze(1)
+
+    def gather_pays(self, x: Tensor, experts: int, k: int) -> bool:
+        """Whether each sample computing only its own k of the batch's `experts` experts (gathered per
+        sample) is cheaper than the fused product over all of them for the input x (B, T, …) or (B, …).
+
+        Fused: B·T·K·r·(read + out) multiply-adds; selected: B·T·k·r·(read + out) plus B·k·r·(in + out)
+        gathered values at GATHER_COST each (read = in for a product, 1 for an embedding lookup)."""
+        if k >= experts:
+            return False
+        tokens = x.numel() // (x.shape[0] * self._read_width)
+        saved = tokens * (experts - k) * (self._read_width + self.out_features)
+        return saved > GATHER_COST * k * (self.in_features + self.out_features)
+
+    @property
+    def _read_width(self) -> int:
+        """Values of x per token (the layer input's last size; 1 token id for an embedding)."""
+        raise NotImplementedError
 
     def _down(self, x: Tensor, a_cat: Tensor) -> Tensor:
         """A_cat x for every expert at once: (…, K·r)."""
@@ -308,7 +337,7 @@ class ExpertLayer(nn.Module):
         if (weights is not None and weights.dim() == 2 and x.dim() in (2, 3)
                 and weights.shape[0] == x.shape[0] > 1):  # per-sample routing of the batch as fed
             positions, row_weights = self.routing.row_selection(active)
-            if positions.shape[1] < len(active):  # samples use fewer experts than the batch does
+            if self.gather_pays(x, len(active), positions.shape[1]):  # samples use fewer experts than the batch
                 return self._selected_low_rank(x, active, positions, row_weights, out).to(out.dtype)
         # Frozen and trainable experts form two fused groups: autograd then computes weight gradients
         # for the trainable group only (one stacked group would get an (out, K·r) gradient, all but
@@ -380,6 +409,10 @@ class ExpertLinear(ExpertLayer):
             nn.init.normal_(a, std=1.0 / self.rank, generator=generator)
         nn.init.zeros_(b)
 
+    @property
+    def _read_width(self) -> int:
+        return self.base.in_features
+
     def _adapter_input(self, x: Tensor) -> Tensor:
         return self.dropout(x.to(self.adapter_dtype))  # one dropout mask shared by all experts
 
@@ -411,6 +444,10 @@ class ExpertEmbedding(ExpertLayer):
     def _init_expert(self, a: Tensor, b: Tensor, generator: torch.Generator | None) -> None:
         nn.init.zeros_(a)
         nn.init.normal_(b, generator=generator)
+
+    @property
+    def _read_width(self) -> int:
+        return 1  # a token id: A_e x is a column lookup
 
     def frozen(self, ids: Tensor) -> Tensor:
         """The base embeddings of `ids` without any expert (even while experts are merged)."""
