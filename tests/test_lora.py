@@ -514,7 +514,7 @@ def test_per_sample_gather_is_taken_only_where_it_pays(monkeypatch):
         layer.routing.set(w)
         calls = []
         original = layer._selected_low_rank
-        monkeypatch.setattr(layer, "_selected_low_rank", lambda *args, _o=original: calls.append(1) or _o(*args))
+        monkeypatch.setattr(layer, "_selected_low_rank", lambda *args, _o=original, _c=calls: _c.append(1) or _o(*args))
         for length in (1, 96):
             x = torch.randint(0, 1365, (7, length)) if kind == "embedding" else torch.randn(7, length, 256)
             calls.clear()
