@@ -334,21 +334,27 @@ class ExpertLayer(nn.Module):
         if not active:  # every weight is zero and nothing trains
             return out
         x = self._adapter_input(x)
-        if (weights is not None and weights.dim() == 2 and x.dim() in (2, 3)
-                and weights.shape[0] == x.shape[0] > 1):  # per-sample routing of the batch as fed
-            positions, row_weights = self.routing.row_selection(active)
-            if self.gather_pays(x, len(active), positions.shape[1]):  # samples use fewer experts than the batch
-                return self._selected_low_rank(x, active, positions, row_weights, out).to(out.dtype)
-        # Frozen and trainable experts form two fused groups: autograd then computes weight gradients
-        # for the trainable group only (one stacked group would get an (out, K·r) gradient, all but
-        # the trainable slices thrown away). Each group is still a single pair of matrix products.
+        per_sample = (weights is not None and weights.dim() == 2 and x.dim() in (2, 3)
+                      and weights.shape[0] == x.shape[0] > 1)  # per-sample routing of the batch as fed
+        # Frozen and trainable experts form two groups: autograd then computes weight gradients for the
+        # trainable group only (one stacked group would get an (out, K·r) gradient, or a gathered
+        # (B, k·r, out) one, all but the trainable slices thrown away). Each group is one fused pair of
+        # matrix products, or, where samples use fewer of the group's experts than the batch does and
+        # the gather pays, each sample's own experts gathered into one batched product.
         trainable = set(self.trainable_experts) if torch.is_grad_enabled() else set()
         result = out
         for positions in ([i for i, e in enumerate(active) if e not in trainable],
                           [i for i, e in enumerate(active) if e in trainable]):
-            if positions:
-                group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
-                result = self._low_rank(x, [active[i] for i in positions], group_weights, result)
+            if not positions:
+                continue
+            experts = tuple(active[i] for i in positions)
+            if per_sample:
+                rows, row_weights = self.routing.row_selection(experts)
+                if self.gather_pays(x, len(experts), rows.shape[1]):
+                    result = self._selected_low_rank(x, experts, rows, row_weights, result)
+                    continue
+            group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
+            result = self._low_rank(x, list(experts), group_weights, result)
         return result.to(out.dtype)
 
     # -- merging ------------------------------------------------------------------------------------
