@@ -12,9 +12,10 @@ Each item of `--gates` is one of
                 uses, where the expert being trained is always kept), renormalised at temperature T;
   own+newest:W  the gate's top expert among the older ones with weight 1−W, the newest with W;
   newest        every prompt on the newest expert alone (with `esmoe.expert_init: previous` it has
-                been warm-started along the whole stream). Prints AR and AWF per gate (`continual_metrics` of the run's results with the last row
-replaced), with the per-scenario values, and the backward transfer (BWT) of the run itself on top-1
-and emotion F1: the mean change on old scenarios from the step that learned them to the end.
+                been warm-started along the whole stream).
+Prints AR and AWF per gate (`continual_metrics` of the run's results with the last row replaced),
+with the per-scenario values, and the backward transfer (BWT) of the run itself on top-1 and emotion
+F1: the mean change on old scenarios from the step that learned them to the end.
 
 Saves benchmarks/results/esmoe_gate.json (atomically).
 """
@@ -94,11 +95,13 @@ def main() -> int:
     trained_forward, top_k0, temperature0 = gate.forward, gate.top_k, gate.temperature
     for spec in [g for g in args.gates.split(",") if g]:
         gate.forward, gate.top_k, gate.temperature = trained_forward, top_k0, temperature0
-        if spec != "newest" and not spec.startswith("own+newest:"):
+        if spec == "newest" or spec.startswith("own+newest:"):
+            gate.forward = inference_route(gate, spec, trained_forward)
+        else:
             top_k, temperature = spec.removeprefix("newest+").split(":")
             gate.top_k, gate.temperature = int(top_k), float(temperature)
-        if spec.startswith("newest") or spec.startswith("own+newest:"):
-            gate.forward = inference_route(gate, spec, trained_forward)
+            if spec.startswith("newest+"):
+                gate.forward = inference_route(gate, spec, trained_forward)
         start = time.time()
         evaluation = trainer.evaluate(last)
         rerun = {**recorded, "steps": [*recorded["steps"][:last], {**recorded["steps"][last], **evaluation}]}

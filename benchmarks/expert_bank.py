@@ -53,8 +53,8 @@ def build_model(device: str) -> LlamaForCausalLM:
     return model
 
 
-def bank_with_experts(model: LlamaForCausalLM, experts: int) -> ExpertBank:
-    bank = inject_experts(model, TARGETS, rank=RANK, alpha=ALPHA)
+def bank_with_experts(model: LlamaForCausalLM, experts: int, targets: list[str] = TARGETS, **options) -> ExpertBank:
+    bank = inject_experts(model, targets, rank=RANK, alpha=ALPHA, **options)
     g = torch.Generator().manual_seed(1)
     for _ in range(experts):
         bank.add_expert(trainable=False)
@@ -171,15 +171,9 @@ def batched_decode(force_gather: bool, device: str, batch: int = 64, experts: in
     """One KV-cache decoding step of a batch routed per sample (top-2 of `experts`), the default
     profile's targets (attention rank 8, input embeddings and lm_head rank 64)."""
     model = build_model(device).eval()
-    bank = inject_experts(model, [*TARGETS, "embed_tokens", "lm_head"], rank=RANK, alpha=ALPHA,
-                          rank_pattern={"embed_tokens": 64, "lm_head": 64}, alpha_pattern={"embed_tokens": 64, "lm_head": 64})
-    g = torch.Generator().manual_seed(1)
-    for _ in range(experts):
-        bank.add_expert(trainable=False)
-    with torch.no_grad():
-        for e in range(experts):
-            for p in bank.expert_parameters(e):
-                p.copy_(torch.randn(p.shape, generator=g).to(p.device) * 0.02)
+    wide = {"embed_tokens": 64, "lm_head": 64}
+    bank = bank_with_experts(model, experts, [*TARGETS, "embed_tokens", "lm_head"], rank_pattern=wide, alpha_pattern=wide)
+    g = torch.Generator().manual_seed(6)
     picks = torch.randint(0, experts - 1, (batch,), generator=g)
     weights = torch.zeros(batch, experts).index_put((torch.arange(batch), picks), torch.full((batch,), 0.4))
     weights[:, experts - 1] = 0.6

@@ -35,7 +35,7 @@ top-k routing a batch may use many experts while each sample uses only k of them
 computes just its own k (the selected experts' A and B gathered per sample, one batched product),
 which costs k/K of the fused product over the batch's K experts — but the gather itself copies every
 selected A and B for every sample, so it only pays for inputs long enough to amortise it (training
-sequences; not one decoding step, where the fused product is 10–20× faster): `gather_pays` decides.
+sequences; not one decoding step, where the fused product is 2–25× faster per layer): `gather_pays` decides.
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ __all__ = [
 
 
 # What gathering one value of a sample's own A or B costs, in multiply-adds of the fused product.
-# Measured on the 2-core CPU (benchmarks/expert_bank.py times a batched decoding step both ways): at
-# K = 8, k = 2 a q_proj layer's crossover lies near 20 tokens in inference and 64 in training, an
-# lm_head's (1,365 outputs) near 32 and above 96; an embedding lookup never gains. One decoding step
-# of the evaluation's batch: 3.2x faster fused. 64 sits between; either side of a crossover the two
-# paths differ by a few percent.
+# Measured on the 2-core CPU at K = 8, k = 2: a q_proj layer's crossover lies near 20 tokens in
+# inference and 64 in training, an lm_head's (4,000 outputs) below 32 in inference and above 96 in
+# training; an embedding lookup never gains. One batched decoding step of the default model is 1.8×
+# faster fused (benchmarks/expert_bank.py). 64 sits between; either side of a crossover the two paths
+# differ by a few percent.
 GATHER_COST = 64
 
 
