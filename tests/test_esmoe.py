@@ -261,6 +261,32 @@ def test_lm_and_emotion_losses_fall(tokenizer):
     assert torch.isfinite(out["loss"]) and float(out["emo_loss"]) == 0.0
 
 
+@pytest.mark.parametrize("init", ["scale", "projection"])
+def test_emotion_highlighted_input_starts_as_a_no_op_and_learns(tokenizer, init):
+    """Both inits add exactly nothing to the prompt embeddings at the start; with `projection` (unit
+    scale, zero projection, as LoRA's B = 0) the projection gets a gradient from the first update and
+    the added part grows to a sizeable share of an embedding within a few updates."""
+    method = make_method(tokenizer, mask_prob=0.0, emotion_init=init)
+    assert float(method.emotion_scale.detach()) == (1.0 if init == "projection" else 0.0)
+    examples = examples_for(method, SCENARIO_A, "A")[:16]
+    batch = batch_of(method, examples)
+    method.train()
+    method.begin_scenario(0, ScenarioContext(0, "A", examples))
+    first = method(batch)
+    assert float(first["emotion_delta"]) == 0.0
+    first["loss"].backward()
+    projection_grad = method.cged.out_proj.weight.grad
+    assert (projection_grad is not None and float(projection_grad.abs().sum()) > 0) == (init == "projection")
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=1e-2)
+    for _ in range(10):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        method(batch)["loss"].backward()
+    delta = float(method(batch)["emotion_delta"])
+    # the scale init leaves the added part at ~lr · |random projection| (0.1 ≈ 10 Adam steps of 1e-2)
+    assert delta > 0.2 if init == "projection" else 0.0 < delta < 0.2
+
+
 @pytest.mark.parametrize("extra", [(), "embedding"], ids=["attention", "with-embedding-experts"])
 def test_checkpoint_round_trip(tokenizer, tmp_path, extra):
     """The one adapter checkpoint format (`l2emg.continual.checkpoint`) restores a method exactly."""

@@ -346,6 +346,9 @@ class ESMoEConfig(Section):
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
     expert_init: str = Field("fresh", pattern="^(fresh|previous)$", description="a new scenario's expert starts as a "
                              "no-op (fresh, the paper) or as a copy of the previous scenario's expert (previous)")
+    emotion_init: str = Field("scale", pattern="^(scale|projection)$", description="how CGED's emotion-highlighted "
+                              "input starts as a no-op: a zero scale on a random projection (scale) or a unit scale "
+                              "on a zero projection (projection, the residual-branch convention of LoRA's B = 0)")
 
     @model_validator(mode="after")
     def _check(self) -> "ESMoEConfig":

@@ -5,7 +5,8 @@
         ├─ emotion classifier(pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
         ├─ gate (`gate.ExpertGate`, Eq. 4): query(LayerNorm(mean X)) · keys ──> weights w (B, E), per sample
         │    (the frozen prompt embeddings, as SAPT: pooled h drifts as CGED keeps training — see `_front`)
-        └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (scale starts at 0)
+        └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (a no-op at the start:
+           scale 0 on a random out_proj, or with `esmoe.emotion_init: projection` scale 1 on a zero out_proj)
            (+ the routed experts' update of the input embeddings, when `embed_tokens` is a LoRA target)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
     L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
@@ -80,7 +81,11 @@ class ESMoE(ContinualMethod):
             gate_input = d_model
             if self.use_cged:
                 self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult)
-                self.emotion_scale = nn.Parameter(torch.zeros(()))  # h enters the LLM scaled by this
+                # h enters the LLM as scale · rms(E) · out_proj(h), a no-op at the start either way
+                if opts.emotion_init == "projection":
+                    nn.init.zeros_(self.cged.out_proj.weight)
+                    nn.init.zeros_(self.cged.out_proj.bias)
+                self.emotion_scale = nn.Parameter(torch.tensor(1.0 if opts.emotion_init == "projection" else 0.0))
                 # ... in units of the backbone's embedding size (RMS of an embedding entry), so that the
                 # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
                 rms = self.model.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
@@ -228,6 +233,8 @@ class ESMoE(ContinualMethod):
         if prompt_len < length:
             delta = F.pad(delta, (0, 0, 0, length - prompt_len))
         embeds = embeds + delta.to(embeds.dtype)
+        self._emotion_delta = (delta.detach().float().pow(2).sum() / (first.sum() * delta.shape[-1]).clamp(min=1)
+                               ).sqrt() / self.embedding_rms  # RMS of the added part, in embedding RMS units
         logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
         return embeds, gate_input, logits
 
@@ -274,6 +281,7 @@ class ESMoE(ContinualMethod):
             logs["emo_loss"] = emo_loss.detach()
         if self.use_cged:
             logs["emotion_scale"] = self.emotion_scale.detach().clone()
+            logs["emotion_delta"] = self._emotion_delta
         return {"loss": loss, **logs}
 
     # -- generation ---------------------------------------------------------------------------------
