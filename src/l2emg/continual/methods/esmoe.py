@@ -82,10 +82,11 @@ class ESMoE(ContinualMethod):
             if self.use_cged:
                 self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult)
                 # h enters the LLM as scale · rms(E) · out_proj(h), a no-op at the start either way
-                if opts.emotion_init == "projection":
+                projection = opts.emotion_init == "projection"
+                if projection:
                     nn.init.zeros_(self.cged.out_proj.weight)
                     nn.init.zeros_(self.cged.out_proj.bias)
-                self.emotion_scale = nn.Parameter(torch.tensor(1.0 if opts.emotion_init == "projection" else 0.0))
+                self.emotion_scale = nn.Parameter(torch.tensor(1.0 if projection else 0.0))
                 # ... in units of the backbone's embedding size (RMS of an embedding entry), so that the
                 # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
                 rms = self.model.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
