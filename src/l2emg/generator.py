@@ -71,7 +71,8 @@ class MotionGenerator:
         """Captions -> code arrays; keyword arguments override the run's `lm` generation settings."""
         settings = dict(max_codes=self.lm_config.max_codes, greedy=self.lm_config.greedy,
                         temperature=self.lm_config.temperature, top_k=self.lm_config.top_k,
-                        batch_size=self.lm_config.generation_batch_size, prepare=self.prepare)
+                        batch_size=self.lm_config.generation_batch_size, prepare=self.prepare,
+                        precision=self.lm_config.precision)
         settings.update({k: v for k, v in kwargs.items() if v is not None})
         self.check_lengths(captions, int(settings["max_codes"]))
         return self.lm.generate(captions, **settings)

@@ -6,7 +6,9 @@
     tokenizer   RUN/tokenizer/   the VQ-VAE motion tokenizer (stage 1 of the paper) + its test metrics
     evaluator   RUN/evaluator/   the measuring instrument (text/motion embeddings, emotion classifier)
     reference   RUN/evaluator/reference_test.json   real-motion metrics on the test split
-    backbone    RUN/backbone/    the embedded tiny LLaMA after its language warm-up (or lm.backbone)
+    backbone    RUN/backbone/    the embedded tiny LLaMA after its language warm-up, or a packaged
+                                 pretrained LLM converted from its wheel (lm.backbone: smollm2-135m);
+                                 a folder named by lm.backbone is used where it lies
     lm          RUN/lm/          the backbone extended with motion tokens
     codes       RUN/codes.json   every motion's token sequence
 
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from l2emg.config import Config
+from l2emg.lm.pretrained import is_packaged
 from l2emg.runs import RunDir
 from l2emg.utils.io import atomic_write_text, load_json, save_json
 from l2emg.utils.progress import announce
@@ -91,10 +94,17 @@ def ensure_lm(run: RunDir, config: Config, progress: bool = True) -> Path:
     from l2emg.data.reader import load_dataset
     from l2emg.lm.backbone import build_tiny_backbone, read_warmup_record
     from l2emg.lm.motion_lm import MotionLM
+    from l2emg.lm.pretrained import prepare_packaged_backbone, read_source
     from l2emg.tokenizer.api import MotionTokenizer
 
     announce("backbone", run.is_done("backbone"))
-    if config.lm.backbone:
+    packaged = is_packaged(config.lm.backbone)
+    if packaged:
+        backbone = run.backbone_dir
+        if not run.is_done("backbone"):
+            prepare_packaged_backbone(config.lm.backbone, backbone)
+            run.mark_done("backbone", **(read_source(backbone) or {}))
+    elif config.lm.backbone:
         backbone = Path(config.lm.backbone)
     else:
         backbone = run.backbone_dir
@@ -108,7 +118,7 @@ def ensure_lm(run: RunDir, config: Config, progress: bool = True) -> Path:
         tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir)
         lm = MotionLM.from_backbone(backbone, tokenizer.codebook, seed=config.lm.motion_embedding_seed,
                                     dtype=config.lm.dtype)
-        lm.save(run.lm_dir, base_dir=backbone if config.lm.backbone else None)
+        lm.save(run.lm_dir, base_dir=backbone if config.lm.backbone else None)  # a reference, not a copy
         run.mark_done("lm", backbone=str(backbone))
     return run.lm_dir
 
@@ -134,7 +144,7 @@ def stages(config: Config, previews: bool = True) -> list[str]:
     names = ["data", "previews", "tokenizer", "evaluator", "reference", "backbone", "lm", "codes"]
     if not previews:
         names.remove("previews")
-    if config.lm.backbone:
+    if config.lm.backbone and not is_packaged(config.lm.backbone):
         names.remove("backbone")  # a configured HF folder is used as it is
     return names
 

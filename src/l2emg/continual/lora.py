@@ -251,13 +251,16 @@ class ExpertLayer(nn.Module):
         b = torch.cat([self.lora_B[e] for e in experts], dim=1)
         return a, b
 
-    def _low_rank(self, x: Tensor, experts: Sequence[int], weights: Tensor | None, out: Tensor) -> Tensor:
+    def _low_rank(self, x: Tensor, experts: Sequence[int], weights: Tensor | None, out: Tensor,
+                  rows: Tensor | None = None) -> Tensor:
         """out + scaling · Σ_k w[b,k] B_k A_k x over `experts` as one fused product (the sum is
         accumulated into `out` by the second product itself).
 
         x: the layer input; weights: (K,), (B, K) or None (a single expert of weight 1); out: the base
-        output, (B, T, out) or (B, out)."""
+        output, (B, T, out) or (B, out), or only its output `rows` (R,) when given."""
         a_cat, b_cat = self.stacked_experts(experts)  # (K·r, in), (out, K·r)
+        if rows is not None:
+            b_cat = b_cat[rows]  # (R, K·r)
         h = self._down(x, a_cat)  # (B, T, K·r) or (B, K·r)
         if weights is None:
             h = h * self.scaling
@@ -326,8 +329,9 @@ class ExpertLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.add_experts(x, self.base(x))
 
-    def add_experts(self, x: Tensor, out: Tensor) -> Tensor:
-        """`out` (the base output for input x, or anything of its shape) plus the routed experts' update."""
+    def add_experts(self, x: Tensor, out: Tensor, rows: Tensor | None = None) -> Tensor:
+        """`out` (the base output for input x, or anything of its shape) plus the routed experts' update;
+        with `rows` (R,), `out` holds only those output rows (see `ExpertLinear.forward_rows`)."""
         if self.merged or self.num_experts == 0:
             return out
         active, weights = self._active_experts()
@@ -348,13 +352,13 @@ class ExpertLayer(nn.Module):
             if not positions:
                 continue
             experts = tuple(active[i] for i in positions)
-            if per_sample:
-                rows, row_weights = self.routing.row_selection(experts)
-                if self.gather_pays(x, len(experts), rows.shape[1]):
-                    result = self._selected_low_rank(x, experts, rows, row_weights, result)
+            if per_sample and rows is None:
+                picks, pick_weights = self.routing.row_selection(experts)
+                if self.gather_pays(x, len(experts), picks.shape[1]):
+                    result = self._selected_low_rank(x, experts, picks, pick_weights, result)
                     continue
             group_weights = weights if weights is None or len(positions) == len(active) else weights[..., positions]
-            result = self._low_rank(x, list(experts), group_weights, result)
+            result = self._low_rank(x, list(experts), group_weights, result, rows)
         return result.to(out.dtype)
 
     # -- merging ------------------------------------------------------------------------------------
@@ -428,6 +432,13 @@ class ExpertLinear(ExpertLayer):
     def _down_selected(self, x: Tensor, a: Tensor) -> Tensor:
         x3 = x if x.dim() == 3 else x.unsqueeze(1)  # (B, T, in)
         return torch.bmm(x3, a.transpose(1, 2))
+
+    def forward_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        """Only the output features `rows` (R,) of `forward(x)`: (…, R). Decoding restricted to the
+        motion vocabulary reads an `lm_head` this way (`l2emg.lm.generate.RowHead`), so a 49 k-row
+        output layer costs R rows per step; the experts' B's are sliced the same way."""
+        bias = None if self.base.bias is None else self.base.bias[rows]
+        return self.add_experts(x, F.linear(x, self.base.weight[rows], bias), rows)
 
 
 class ExpertEmbedding(ExpertLayer):

@@ -39,9 +39,11 @@ from l2emg.continual.report import EmotionSamples, write_report
 from l2emg.data.reader import MotionDataset, load_dataset
 from l2emg.data.stream import Stream, Subset, stream_from_config
 from l2emg.errors import CheckpointError, ConfigError
+from l2emg.lm.motion_head import restricted_head, to_row_labels, training_ids
 from l2emg.lm.prompts import prompt_ids
 from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import load_json, save_json
+from l2emg.utils.precision import autocast, resolve_precision
 from l2emg.utils.progress import progress_bar
 from l2emg.utils.schedule import warmup_cosine
 from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
@@ -156,6 +158,9 @@ class StreamTrainer:
         dropout = seeded_generator(step_seed(cfg.seed, step, purpose=4))
         unconditional = prompt_ids(self.lm.tokenizer, self.lm.vocab, "")
         pad_id = self.lm.tokenizer.pad_token_id or 0
+        # lm.motion_softmax: the loss's softmax over the motion targets' vocabulary only (lm/motion_head.py)
+        head_ids = training_ids(self.lm.vocab, self.lm.tokenizer.eos_token_id, self.accelerator.device) \
+            if self.config.lm.motion_softmax else None
 
         def collate_fn(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             return collate_examples(drop_captions(batch, unconditional, cfg.caption_dropout, dropout), pad_id)
@@ -186,7 +191,11 @@ class StreamTrainer:
                     batch["input_ids"] = corrupt_motion_codes(batch["input_ids"], self.lm.vocab, cfg.code_corruption,
                                                               corruption)
                     with contextlib.nullcontext() if last else acc.no_sync(model):
-                        out = model(batch)
+                        with autocast(self.config.lm.precision, acc.device), \
+                                restricted_head(self.lm.model, head_ids) if head_ids is not None else contextlib.nullcontext():
+                            if head_ids is not None:
+                                batch["labels"] = to_row_labels(batch["labels"], head_ids)
+                            out = model(batch)
                         acc.backward(out["loss"] if size == 1 else out["loss"] / size)
                     group.append(out["loss"].detach())
                     for key, value in out.items():
@@ -225,7 +234,7 @@ class StreamTrainer:
                                max_codes=self.config.lm.max_codes, greedy=greedy,
                                temperature=cfg.eval_temperature, top_k=cfg.eval_top_k,
                                batch_size=cfg.eval_batch_size, seed=seed, prepare=self.method.prepare_generation,
-                               guidance_scale=cfg.guidance_scale)
+                               guidance_scale=cfg.guidance_scale, precision=self.config.lm.precision)
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:
@@ -335,7 +344,9 @@ class StreamTrainer:
     def _environment(self) -> dict[str, Any]:
         import transformers
 
-        return {"threads": torch.get_num_threads(), "torch": torch.__version__,
+        return {"threads": torch.get_num_threads(), "precision": resolve_precision(self.config.lm.precision,
+                                                                                   self.accelerator.device),
+                "torch": torch.__version__,
                 "transformers": transformers.__version__, "numpy": np.__version__}
 
     def _check_environment(self) -> None:

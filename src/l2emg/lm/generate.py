@@ -7,9 +7,10 @@ Decoding (our own loop, not `model.generate`, so every continual method can hook
 
 * prompts are left-padded (`encode_prompts`), positions count real tokens only, padding is masked;
 * the prompt runs once, then one token per step through the KV cache (`past_key_values`);
-* logits are masked so that only motion-code tokens and `<eom>` can be produced, `<eom>` not at the
-  first step, so every generation parses into 1 … `max_codes` codes; a sample stops at `<eom>` or
-  after `max_codes` codes;
+* only motion-code tokens and `<eom>` can be produced (`<eom>` not at the first step), so every
+  generation parses into 1 … `max_codes` codes; a sample stops at `<eom>` or after `max_codes` codes.
+  The output layer computes just those K + 1 rows (`l2emg.lm.motion_head`): a pretrained LLM's 49 k-word softmax
+  is never formed while decoding motion;
 * greedy, or sampling with temperature and top-k from a seeded `torch.Generator`;
 * classifier-free guidance (`guidance_scale` s ≠ 1): every prompt is paired with the same prompt
   without its caption (the model learns both through `train.caption_dropout`); the two halves run as
@@ -36,8 +37,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from l2emg.lm.motion_head import decoding_ids, restricted_head
 from l2emg.lm.prompts import INSTRUCTION, encode_prompts, position_ids
 from l2emg.lm.vocab import MotionVocab
+from l2emg.utils.precision import autocast
 
 
 @dataclass
@@ -115,12 +118,22 @@ def _generate_batch(
         if embeds is None or embeds.shape[:2] != prepared.attention_mask.shape:
             raise ValueError("prepare: an attention_mask needs embeds of the same (batch, length)")
         attention_mask = prepared.attention_mask.to(attention_mask.dtype)
-    vocab_size = model.get_output_embeddings().weight.shape[0]
-    allowed = vocab.motion_token_mask(vocab_size, device)
-    bias = torch.zeros(vocab_size, device=device).masked_fill(~allowed, float("-inf"))  # (V,)
-    first_bias = bias.clone()
-    first_bias[vocab.eom_id] = float("-inf")  # at least one code
+    vocab.motion_token_mask(model.get_output_embeddings().weight.shape[0])  # the vocabulary holds them
+    allowed = decoding_ids(vocab, device)  # (R,): the logits computed
+    first_bias = torch.zeros(len(allowed), device=device)
+    first_bias[-1] = float("-inf")  # at least one code
+    with restricted_head(model, allowed):
+        return _decode(model, vocab, allowed, first_bias, input_ids, attention_mask, embeds, prefix, skip,
+                       batch=batch, guided=guided, max_codes=max_codes, greedy=greedy, temperature=temperature,
+                       top_k=top_k, generator=generator, use_cache=use_cache, guidance_scale=guidance_scale)
 
+
+def _decode(model: nn.Module, vocab: MotionVocab, allowed: Tensor, first_bias: Tensor, input_ids: Tensor,
+            attention_mask: Tensor, embeds: Tensor | None, prefix, skip: int, *, batch: int, guided: bool,
+            max_codes: int, greedy: bool, temperature: float, top_k: int | None,
+            generator: torch.Generator | None, use_cache: bool, guidance_scale: float) -> list[np.ndarray]:
+    """The decoding loop of `_generate_batch`; logits are over `allowed` (R,) ids only."""
+    device = input_ids.device
     rows = input_ids.shape[0]
     mask = attention_mask
     if skip:  # the prefix takes positions 0 … P-1 of every row
@@ -138,12 +151,13 @@ def _generate_batch(
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
                     use_cache=use_cache or bool(prefix), logits_to_keep=1)
     for step in range(max_codes):
-        logits = out.logits[:, -1].float()  # (rows, V)
+        logits = out.logits[:, -1].float()  # (rows, R)
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + guidance_scale * (cond - uncond)
-        logits = logits + (first_bias if step == 0 else bias)
-        token = _pick(logits, greedy, temperature, top_k, generator)  # (B,)
+        if step == 0:
+            logits = logits + first_bias
+        token = allowed[_pick(logits, greedy, temperature, top_k, generator)]  # (B,) token ids
         token = torch.where(finished, torch.full_like(token, vocab.eom_id), token)
         ended = (token == vocab.eom_id) & ~finished
         lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
@@ -189,11 +203,13 @@ def generate_codes(
     instruction: str = INSTRUCTION,
     use_cache: bool = True,
     guidance_scale: float = 1.0,
+    precision: str = "fp32",
 ) -> list[np.ndarray]:
     """Captions -> one (N_i,) int64 code array each, 1 ≤ N_i ≤ max_codes (see the module docstring).
 
     Captions are processed in chunks of `batch_size`, in the given order. `seed` fixes sampling
-    (a fresh generator per call); `use_cache=False` recomputes the full sequence at every step.
+    (a fresh generator per call); `use_cache=False` recomputes the full sequence at every step;
+    `precision` (auto / bf16 / fp32, `l2emg.utils.precision`) runs the model under bf16 autocast.
     """
     if max_codes < 1:
         raise ValueError("max_codes must be ≥ 1")
@@ -213,16 +229,17 @@ def generate_codes(
     model.eval()
     out: list[np.ndarray] = []
     try:
-        for start in range(0, len(captions), batch_size):
-            chunk = captions[start : start + batch_size]
-            if guidance_scale != 1.0:
-                chunk = chunk + [""] * len(chunk)  # the unconditional half: the same prompt, no caption
-            prompts = encode_prompts(tokenizer, vocab, chunk, instruction)
-            out += _generate_batch(
-                model, vocab, prompts["input_ids"].to(device), prompts["attention_mask"].to(device),
-                max_codes=max_codes, greedy=greedy, temperature=temperature, top_k=top_k, generator=generator,
-                prepare=prepare, use_cache=use_cache, guidance_scale=guidance_scale,
-            )
+        with autocast(precision, device):
+            for start in range(0, len(captions), batch_size):
+                chunk = captions[start : start + batch_size]
+                if guidance_scale != 1.0:
+                    chunk = chunk + [""] * len(chunk)  # the unconditional half: the same prompt, no caption
+                prompts = encode_prompts(tokenizer, vocab, chunk, instruction)
+                out += _generate_batch(
+                    model, vocab, prompts["input_ids"].to(device), prompts["attention_mask"].to(device),
+                    max_codes=max_codes, greedy=greedy, temperature=temperature, top_k=top_k, generator=generator,
+                    prepare=prepare, use_cache=use_cache, guidance_scale=guidance_scale,
+                )
     finally:
         model.train(was_training)
     return out

@@ -9,6 +9,7 @@ On disk, an `lm_dir` (a run's `RUN/lm/`):
 * `backbone/`: an ordinary Hugging Face causal-LM folder holding the extended model (resized
   embeddings with the motion rows) and the extended tokenizer, written atomically; or, for a big
   backbone saved with `save(lm_dir, base_dir=...)`, `backbone.json` naming the unmodified base folder
+  (relative to `lm_dir` when it lies in the same run folder, e.g. a packaged model's `RUN/backbone/`)
   plus `text_tokenizer/` (extended tokenizer) and `motion_embeddings.safetensors` (only the motion rows),
   so a 7B model is not copied into every run;
 * `motion_vocab.json`: the `MotionVocab` (ids of `<som>`, `<eom>`, `<motion_0>`, K).
@@ -19,6 +20,7 @@ A run's generator (this model + the motion tokenizer + a trained method's adapte
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -82,7 +84,10 @@ class MotionLM:
             rows = {name: w.detach()[ids.to(w.device)].cpu().contiguous() for name, w in _embedding_weights(self.model).items()}
             atomic_write_bytes(lm_dir / MOTION_ROWS, save_safetensors(rows))
             atomic_save_dir(lm_dir / TEXT_TOKENIZER_DIR, self.tokenizer.save_pretrained)
-            save_json(lm_dir / BACKBONE_REF, {"path": str(Path(base_dir).resolve())})
+            base = Path(base_dir).resolve()
+            if base.is_relative_to(lm_dir.resolve().parent):  # inside the run folder: stays valid when it moves
+                base = Path(os.path.relpath(base, lm_dir.resolve()))
+            save_json(lm_dir / BACKBONE_REF, {"path": str(base)})
         self.vocab.save(lm_dir / VOCAB_FILE)
         return lm_dir
 
@@ -111,7 +116,7 @@ class MotionLM:
 def _load_referenced(lm_dir: Path, vocab: MotionVocab, dtype: torch.dtype | str | None) -> tuple[nn.Module, Any]:
     from transformers import AutoTokenizer
 
-    base = Path(load_json(lm_dir / BACKBONE_REF)["path"])
+    base = lm_dir / load_json(lm_dir / BACKBONE_REF)["path"]  # absolute, or relative to lm_dir
     model, _ = load_backbone(base, dtype)
     tokenizer_dir = lm_dir / TEXT_TOKENIZER_DIR
     if not tokenizer_dir.is_dir():

@@ -3,6 +3,12 @@
     prompt  = "{INSTRUCTION}\\n{caption}\\n"  tokenised (with the tokenizer's own BOS, if any), then <som>
     target  = <motion_c1> … <motion_cN> <eom> </s>
 
+A tokenizer with a chat template (an instruction-tuned LLM such as SmolLM2-Instruct) gets the prompt
+in its own template instead: the instruction as the system message, the caption as the user message,
+then the assistant's turn, whose answer is `<som>` + the motion (its EOS, `<|im_end|>`, closes it):
+
+    <|im_start|>system\\n{INSTRUCTION}<|im_end|>\\n<|im_start|>user\\n{caption}<|im_end|>\\n<|im_start|>assistant\\n
+
 The instruction is the paper's ("Generate a motion sequence that aligns with the following
 emotional text description."). The loss is taken on the target only (labels are -100 on the
 prompt). `<som>` is appended by id rather than written into the text, so the layout is the same for
@@ -29,7 +35,7 @@ from l2emg.lm.vocab import MotionVocab
 PROMPT_TEMPLATE = "{instruction}\n{caption}\n"
 IGNORE_INDEX = -100
 
-__all__ = ["INSTRUCTION", "PROMPT_TEMPLATE", "IGNORE_INDEX", "format_prompt", "prompt_ids", "encode_example",
+__all__ = ["INSTRUCTION", "PROMPT_TEMPLATE", "IGNORE_INDEX", "format_prompt", "uses_chat_template", "chat_prompt", "prompt_ids", "encode_example",
            "collate", "encode_prompts", "position_ids"]
 
 
@@ -38,9 +44,23 @@ def format_prompt(caption: str, instruction: str = INSTRUCTION) -> str:
     return PROMPT_TEMPLATE.format(instruction=instruction, caption=caption.strip())
 
 
+def uses_chat_template(tokenizer: Any) -> bool:
+    """True for a tokenizer that carries a chat template (its prompts are written in it)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def chat_prompt(tokenizer: Any, caption: str, instruction: str = INSTRUCTION) -> str:
+    """The prompt text in the tokenizer's chat template (system: instruction, user: caption)."""
+    messages = [{"role": "system", "content": instruction}, {"role": "user", "content": caption.strip()}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def prompt_ids(tokenizer: Any, vocab: MotionVocab, caption: str, instruction: str = INSTRUCTION) -> list[int]:
     """Token ids of the prompt, ending in `<som>`."""
-    ids = tokenizer(format_prompt(caption, instruction), add_special_tokens=True)["input_ids"]
+    if uses_chat_template(tokenizer):  # the template writes its own special tokens
+        ids = tokenizer(chat_prompt(tokenizer, caption, instruction), add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(format_prompt(caption, instruction), add_special_tokens=True)["input_ids"]
     return list(ids) + [vocab.som_id]
 
 
