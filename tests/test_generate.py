@@ -88,30 +88,35 @@ def test_batched_generation_equals_one_by_one(lm):
 
 
 def test_constrained_decoding_only_emits_codes_then_stops_at_eom(lm):
-    head = lm.model.get_output_embeddings()
-    boost = torch.zeros(head.weight.shape[0])
+    from l2emg.lm.motion_head import decoding_ids
 
-    def add_boost(module, inputs, output):  # logits (B, L, V) + boost
-        return output + boost
+    allowed = decoding_ids(lm.vocab)  # the K codes, then <eom>: the only logits decoding computes
+    boost = torch.zeros(len(allowed))
+    widths = []
 
-    handle = head.register_forward_hook(add_boost)
+    def add_boost(module, inputs, output):  # logits (B, L, R) + boost
+        widths.append(output.logits.shape[-1])
+        output.logits = output.logits + boost
+        return output
+
+    handle = lm.model.register_forward_hook(add_boost)
     try:
-        # Text tokens (and <som>) overwhelmingly likely: constrained decoding must still emit only codes.
-        text = torch.ones_like(boost, dtype=torch.bool)
-        text[list(lm.vocab.code_ids)] = False
-        text[lm.vocab.eom_id] = False
-        boost[text] = 1e4
         codes = lm.generate(PROMPTS[:4], max_codes=7)
         assert all(1 <= len(c) <= 7 and c.min() >= 0 and c.max() < CODEBOOK for c in codes)
+        assert set(widths) == {CODEBOOK + 1}  # no text-token logit is ever formed
         # <eom> overwhelmingly likely: every generation stops right after its one mandatory code.
-        boost.zero_()
-        boost[lm.vocab.eom_id] = 1e4
+        boost[-1] = 1e4
         assert [len(c) for c in lm.generate(PROMPTS[:4], max_codes=7)] == [1, 1, 1, 1]
         # <eom> impossible: every generation runs to the length bound.
-        boost[lm.vocab.eom_id] = -1e4
+        boost[-1] = -1e4
         assert [len(c) for c in lm.generate(PROMPTS[:4], max_codes=7)] == [7, 7, 7, 7]
+        # one code overwhelmingly likely: it is what every step emits
+        boost.zero_()
+        boost[5] = 1e4
+        assert all(set(c.tolist()) == {5} for c in lm.generate(PROMPTS[:4], max_codes=7))
     finally:
         handle.remove()
+    assert lm.model.get_output_embeddings().weight.shape[0] > CODEBOOK + 1  # the full head is back
     # Per-sample stopping: samples end at different lengths within one batch.
     lengths = {len(c) for c in lm.generate(CAPTIONS[:30], max_codes=40, greedy=False, seed=0, batch_size=30)}
     assert all(1 <= n <= 40 for n in lengths) and len(lengths) >= 3

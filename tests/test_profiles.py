@@ -17,8 +17,11 @@ from l2emg.config import load_config, read_saved_config, save_config
 def test_gpu_profiles_resolve_and_round_trip(profile, tmp_path):
     config = load_config(profile)
     assert config.profile == profile
-    assert config.lm.backbone and config.lm.dtype == "bfloat16"  # a local HF folder, loaded in bf16
-    assert config.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert config.lm.backbone and config.lm.dtype == "bfloat16"  # a local HF folder or a packaged model, in bf16
+    attention = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    # paper: LLaMA-2's attention only; gpu: SmolLM2 (packaged), whose new motion rows learn through embedding adapters
+    assert config.lora.target_modules == (attention if profile == "paper" else attention + ["embed_tokens", "lm_head"])
+    assert (config.lm.backbone == "smollm2-135m") == (profile == "gpu")
     save_config(config, tmp_path / "config.yaml")
     assert read_saved_config(tmp_path / "config.yaml") == config
 
