@@ -96,23 +96,29 @@ def oov_fraction(texts: list[str], train_words: set[str]) -> float:
     return round(sum(w not in train_words for w in tokens) / max(len(tokens), 1), 4)
 
 
-def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats: int) -> list[dict]:
+def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats: int,
+          sets: tuple[str, ...] = ("original", "in_vocab", "oov"), precision: str | None = None) -> list[dict]:
+    """Generate from each set's captions (seed SEED) and score against the original captions; with
+    `precision`, decode in it instead of the run's lm.precision."""
     from l2emg.config import read_saved_config
     from l2emg.eval.evaluate import evaluate_motions
     from l2emg.eval.evaluator import Evaluator
     from l2emg.generator import load_generator
     from l2emg.runs import RunDir
+    from l2emg.utils.precision import resolve_precision
 
     run_dir, method, backbone = entry.split(":")
     run = RunDir(run_dir)
     config = read_saved_config(run.config_path)
     generator = load_generator(run_dir, method)
+    if precision is not None:
+        generator.lm_config = generator.lm_config.model_copy(update={"precision": precision})
     evaluator = Evaluator.from_pretrained(run.evaluator_dir)
     items = paraphrases["items"]
     ids = [it["motion_id"] for it in items]
     originals = {it["motion_id"]: it["original"] for it in items}
     rows = []
-    for name in ("original", "in_vocab", "oov"):
+    for name in sets:
         texts = [it[name] for it in items]
         started = time.time()
         codes = generator.codes(texts, greedy=False, temperature=config.train.eval_temperature,
@@ -129,7 +135,8 @@ def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats
                      "emotion_f1": round(m["emotion_f1"]["mean"], 4), "emotion_f1_ci95": round(m["emotion_f1"]["ci95"], 4),
                      "fid": round(m["fid"]["mean"], 4), "fid_ci95": round(m["fid"]["ci95"], 4),
                      "run": f"{run_dir}/methods/{generator.method_dir.name}" if generator.method_dir else run_dir,
-                     "generation_seconds": round(seconds, 1), "precision": config.lm.precision})
+                     "generation_seconds": round(seconds, 1),
+                     "precision": resolve_precision(generator.lm_config.precision)})
         print(f"{backbone:14s} {method:8s} {name:9s} top1 {rows[-1]['top1']:.3f}  top3 {rows[-1]['top3']:.3f}  "
               f"emotion F1 {rows[-1]['emotion_f1']:.3f}  FID {rows[-1]['fid']:.3f}  ({seconds:.0f} s)", flush=True)
     return rows
