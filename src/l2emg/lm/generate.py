@@ -122,69 +122,58 @@ def _generate_batch(
     allowed = decoding_ids(vocab, device)  # (R,): the logits computed
     first_bias = torch.zeros(len(allowed), device=device)
     first_bias[-1] = float("-inf")  # at least one code
-    with restricted_head(model, allowed):
-        return _decode(model, vocab, allowed, first_bias, input_ids, attention_mask, embeds, prefix, skip,
-                       batch=batch, guided=guided, max_codes=max_codes, greedy=greedy, temperature=temperature,
-                       top_k=top_k, generator=generator, use_cache=use_cache, guidance_scale=guidance_scale)
-
-
-def _decode(model: nn.Module, vocab: MotionVocab, allowed: Tensor, first_bias: Tensor, input_ids: Tensor,
-            attention_mask: Tensor, embeds: Tensor | None, prefix, skip: int, *, batch: int, guided: bool,
-            max_codes: int, greedy: bool, temperature: float, top_k: int | None,
-            generator: torch.Generator | None, use_cache: bool, guidance_scale: float) -> list[np.ndarray]:
-    """The decoding loop of `_generate_batch`; logits are over `allowed` (R,) ids only."""
-    device = input_ids.device
-    rows = input_ids.shape[0]
-    mask = attention_mask
-    if skip:  # the prefix takes positions 0 … P-1 of every row
-        mask = torch.cat([torch.ones((rows, skip), dtype=mask.dtype, device=device), mask], dim=1)
-    generated = torch.empty((rows, 0), dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
-    cache = new_cache(model, prefix) if use_cache or prefix else None
-    cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
-    positions = position_ids(mask)[:, skip:]
-    if embeds is not None:
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_arg,
-                    use_cache=use_cache or bool(prefix), logits_to_keep=1)
-    else:
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
-                    use_cache=use_cache or bool(prefix), logits_to_keep=1)
-    for step in range(max_codes):
-        logits = out.logits[:, -1].float()  # (rows, R)
-        if guided:
-            cond, uncond = logits[:batch], logits[batch:]
-            logits = uncond + guidance_scale * (cond - uncond)
-        if step == 0:
-            logits = logits + first_bias
-        token = allowed[_pick(logits, greedy, temperature, top_k, generator)]  # (B,) token ids
-        token = torch.where(finished, torch.full_like(token, vocab.eom_id), token)
-        ended = (token == vocab.eom_id) & ~finished
-        lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
-        finished |= ended
-        if guided:
-            token = torch.cat([token, token])  # (2B,): both halves continue with the picked token
-        generated = torch.cat([generated, token[:, None]], dim=1)
-        if bool(finished.all()) or step == max_codes - 1:
-            break
-        mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
-        if use_cache:
-            step_positions = positions[:, -1:] + 1
-            positions = torch.cat([positions, step_positions], dim=1)
-            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
-                        **cache_arg, use_cache=True)
-        else:  # recompute the whole sequence (reference path for tests)
-            positions = position_ids(mask)[:, skip:]
-            fresh = cache_kwarg(model, new_cache(model, prefix)) if prefix else {}
-            if embeds is not None:
-                full = torch.cat([embeds, model.get_input_embeddings()(generated)], dim=1)
-                out = model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **fresh,
-                            use_cache=bool(prefix))
-            else:
-                full_ids = torch.cat([input_ids, generated], dim=1)
-                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, **fresh,
-                            use_cache=bool(prefix))
-    return [vocab.ids_to_codes(generated[row, : int(lengths[row])]) for row in range(batch)]
+    with restricted_head(model, allowed):  # logits over `allowed` (R,) ids only
+        rows = input_ids.shape[0]
+        mask = attention_mask
+        if skip:  # the prefix takes positions 0 … P-1 of every row
+            mask = torch.cat([torch.ones((rows, skip), dtype=mask.dtype, device=device), mask], dim=1)
+        generated = torch.empty((rows, 0), dtype=torch.long, device=device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
+        cache = new_cache(model, prefix) if use_cache or prefix else None
+        cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
+        positions = position_ids(mask)[:, skip:]
+        if embeds is not None:
+            out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_arg,
+                        use_cache=use_cache or bool(prefix), logits_to_keep=1)
+        else:
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
+                        use_cache=use_cache or bool(prefix), logits_to_keep=1)
+        for step in range(max_codes):
+            logits = out.logits[:, -1].float()  # (rows, R)
+            if guided:
+                cond, uncond = logits[:batch], logits[batch:]
+                logits = uncond + guidance_scale * (cond - uncond)
+            if step == 0:
+                logits = logits + first_bias
+            token = allowed[_pick(logits, greedy, temperature, top_k, generator)]  # (B,) token ids
+            token = torch.where(finished, torch.full_like(token, vocab.eom_id), token)
+            ended = (token == vocab.eom_id) & ~finished
+            lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
+            finished |= ended
+            if guided:
+                token = torch.cat([token, token])  # (2B,): both halves continue with the picked token
+            generated = torch.cat([generated, token[:, None]], dim=1)
+            if bool(finished.all()) or step == max_codes - 1:
+                break
+            mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
+            if use_cache:
+                step_positions = positions[:, -1:] + 1
+                positions = torch.cat([positions, step_positions], dim=1)
+                out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
+                            **cache_arg, use_cache=True)
+            else:  # recompute the whole sequence (reference path for tests)
+                positions = position_ids(mask)[:, skip:]
+                fresh = cache_kwarg(model, new_cache(model, prefix)) if prefix else {}
+                if embeds is not None:
+                    full = torch.cat([embeds, model.get_input_embeddings()(generated)], dim=1)
+                    out = model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **fresh,
+                                use_cache=bool(prefix))
+                else:
+                    full_ids = torch.cat([input_ids, generated], dim=1)
+                    out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, **fresh,
+                                use_cache=bool(prefix))
+        return [vocab.ids_to_codes(generated[row, : int(lengths[row])]) for row in range(batch)]
 
 
 def generate_codes(
