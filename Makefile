@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Headless Chromium for the studio's browser test (tests/test_studio.py) comes from Debian's packages.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench results clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
+
+# docs/results.md from the committed benchmarks/results/*.json (no training; seconds)
+results: $(STAMP)
+	$(BIN)/python benchmarks/results.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,7 +4,10 @@
 an hour (`python benchmarks/conditioning.py --run-dir runs/default`). So is `studio_latency.py`: it
 needs a run with a finished method (`python benchmarks/studio_latency.py --run runs/default`), and
 `esmoe_gate.py`, which needs a finished ES-MoE run (`python benchmarks/esmoe_gate.py --run-dir runs/default`),
-and `caption_probe.py`, which needs a finished method run (`python benchmarks/caption_probe.py --run-dir runs/default`)."""
+and `caption_probe.py`, which needs a finished method run (`python benchmarks/caption_probe.py --run-dir runs/default`);
+likewise `paraphrase.py`, `free_text.py` and `precision_agreement.py` (finished method runs), `backbones.py`
+(collects finished runs), `stream_profile.py` (whole method runs, before/after) and `results.py` (writes
+docs/results.md from the JSON: `make results`)."""
 
 import subprocess
 import sys
@@ -15,7 +18,10 @@ HERE = Path(__file__).parent
 
 def main() -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name not in ("run_all.py", "conditioning.py", "studio_latency.py",
-                                                                     "esmoe_gate.py", "caption_probe.py"))
+                                                                     "esmoe_gate.py", "caption_probe.py",
+                                                                     "stream_profile.py", "results.py",
+                                                                     "backbones.py", "paraphrase.py",
+                                                                     "free_text.py", "precision_agreement.py"))
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_RUN_OVERRIDES
+from l2emg.errors import ConfigError
 
 SHORT = [*TINY_RUN_OVERRIDES, "stream.max_subsets=2"]
 
@@ -167,3 +168,23 @@ def test_two_shard_workers_train_each_method_run_once(tiny_run_copy):
     assert "bench 1/2: 0/4 method runs finished, 0:00:00 elapsed" in log
     assert "4/4 method runs finished" in log
     assert "left (from 1 run(s) trained here)" in log
+
+
+def test_dry_run_estimate_comes_from_measured_costs():
+    from l2emg.bench import estimate_costs, plan
+
+    def run(core, train):
+        return {"core_seconds": core, "phases": {"forward": train / 2, "backward": train / 2, "generation": core - train}}
+
+    profile = {"runs": [{"method": "seqlora", "details": {"after": run(1000.0, 600.0)}},
+                        {"method": "esmoe", "details": {"after": run(1200.0, 700.0)}},
+                        {"method": "mtl", "details": {"after": run(300.0, 250.0)}}]}
+    ratios = {"training": {"lwf": {"ratio_vs_seqlora": 1.5}}}
+    planned = plan(["mtl", "seqlora", "esmoe", "esmoe_wo_cged", "lwf", "olora"], ["unseen", "mixed"], [1, 2, 3])
+    costs = {(e.run.method, e.run.split, e.run.order): e.core_seconds for e in estimate_costs(planned, profile, ratios)}
+    assert len(costs) == 2 * (1 + 5 * 3)
+    assert costs[("mtl", "mixed", 1)] == 300.0 and costs[("esmoe_wo_cged", "unseen", 2)] == 1200.0
+    assert costs[("lwf", "unseen", 1)] == 1000.0 + 600.0 * 0.5  # SeqLoRA's run, training scaled by 1.5
+    assert costs[("olora", "mixed", 3)] == 1000.0  # nothing measured: as SeqLoRA
+    with pytest.raises(ConfigError, match="seqlora"):
+        estimate_costs(planned, {"runs": []}, ratios)

@@ -166,6 +166,7 @@ def test_gradient_accumulation_follows_the_larger_batch(tiny_run_copy, tiny_conf
         config = tiny_config.model_copy(deep=True)
         config.train.batch_size, config.train.grad_accum = batch_size, grad_accum
         config.train.code_corruption = config.lora.dropout = 0.0  # no per-batch random draws
+        config.train.group_by_length = False  # the same examples in a batch of 16 as in two of 8
         trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False)
         torch.manual_seed(0)
         trainer._load()
@@ -180,3 +181,23 @@ def test_gradient_accumulation_follows_the_larger_batch(tiny_run_copy, tiny_conf
     assert accum_log["updates"] == big_log["updates"] == math.ceil(small_log["updates"] / 2)
     # Measured: 0.0016 against 0.17 (group means differ from the batch mean by padding only).
     assert torch.dist(accum, big) < 0.1 * torch.dist(small, big)
+
+
+def test_length_grouped_batches_cover_every_example_once_with_little_padding():
+    from l2emg.continual.examples import LengthGroupedBatches
+
+    lengths = [int(x) for x in np.random.default_rng(0).integers(20, 100, size=1000)]
+    sampler = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), megabatch=8)
+    first, second = list(sampler), list(sampler)
+    assert len(first) == len(sampler) == 32
+    for epoch in (first, second):
+        assert sorted(i for batch in epoch for i in batch) == list(range(1000))  # each example once
+    assert first != second  # reshuffled every epoch
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    plain = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
+    assert padding(first) < 0.2 * padding([plain[k:k + 32] for k in range(0, 1000, 32)])
+    again = list(LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), megabatch=8))
+    assert again == first  # seeded

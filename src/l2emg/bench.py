@@ -191,6 +191,52 @@ def overall_progress(worker: str, run: RunDir, planned: Sequence[PlannedRun], el
     return line
 
 
+TRAIN_PHASES = ("data", "forward", "backward", "optimizer", "hooks")  # benchmarks/stream_profile.py's phases
+
+
+@dataclass
+class RunEstimate:
+    run: PlannedRun
+    core_seconds: float
+    source: str  # where the number comes from
+    finished: bool
+
+
+def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], method_costs: dict[str, Any] | None = None,
+                   run: RunDir | None = None, label: str = "after") -> list[RunEstimate]:
+    """Core-seconds of each planned method run, from measured costs (`l2emg bench --dry-run`).
+
+    profile: benchmarks/stream_profile.json — whole method runs profiled by phase (`label`: "after" is
+    the current code); a method measured there costs what it measured (ES-MoE's ablations what ES-MoE
+    did). Any other method costs SeqLoRA's run with its training phases scaled by the method's measured
+    training-step cost relative to SeqLoRA (benchmarks/results/methods_cost.json `training`), or SeqLoRA's
+    run where that is not measured either. A split or order is assumed to cost what Unseen order 1 did.
+    With `run`, method runs already finished there are marked (they cost nothing more)."""
+    measured: dict[str, dict[str, Any]] = {}
+    for entry in profile.get("runs", []):
+        detail = (entry.get("details") or {}).get(label)
+        if detail:
+            measured[entry["method"]] = detail
+    if "seqlora" not in measured:
+        raise ConfigError(f"the stream profile has no {label!r} run of seqlora to scale other methods from")
+    ratios = {m: float(v["ratio_vs_seqlora"]) for m, v in ((method_costs or {}).get("training") or {}).items()}
+    base = measured["seqlora"]
+    base_train = sum(float(base["phases"].get(p, 0.0)) for p in TRAIN_PHASES)
+    out = []
+    for p in planned:
+        key = "esmoe" if p.method.startswith("esmoe") and "esmoe" in measured else p.method
+        if key in measured:
+            cost, source = float(measured[key]["core_seconds"]), f"measured ({key})"
+        elif p.method in ratios:
+            cost = float(base["core_seconds"]) + base_train * (ratios[p.method] - 1.0)
+            source = f"seqlora × training step {ratios[p.method]:.2f}"
+        else:
+            cost, source = float(base["core_seconds"]), "as seqlora (not measured)"
+        finished = run is not None and _finished(run.method_run(p.method, p.split, p.order))
+        out.append(RunEstimate(p, cost, source, finished))
+    return out
+
+
 def _clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
 

@@ -292,6 +292,8 @@ class TrainConfig(Section):
     method: str = Field("esmoe", description="default method of `l2emg run` / `l2emg train`")
     epochs: int = Field(3, ge=1, description="passes over each scenario's training examples")
     batch_size: int = Field(32, ge=1, description="examples per micro-batch (per process)")
+    group_by_length: bool = Field(True, description="batches of examples of similar length (as Hugging Face's "
+                                  "group_by_length): less padding, the same examples per epoch; false: plain shuffle")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser update (gradient accumulation): the "
                             "effective batch is batch_size × grad_accum × processes")
     lr: float = Field(2e-3, gt=0.0)
@@ -313,7 +315,7 @@ class TrainConfig(Section):
                                          "others one; None: every caption gets eval_generations")
     eval_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of evaluation generations")
     eval_top_k: int | None = Field(None, ge=1, description="top-k of evaluation sampling (None: full distribution)")
-    eval_batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1, description="captions decoded at once (batches span scenarios)")
     eval_repeats: int = Field(5, ge=1, description="repetitions of each metric (mean ± 95 % CI)")
     eval_max_motions: int | None = Field(None, ge=32, description="cap on test motions per scenario (None: all)")
     report_samples: int = Field(8, ge=0, description="motions rendered in the report's sample grid")

@@ -22,6 +22,12 @@ def bench(
     shard: str = typer.Option("1/1", help="k/n: this is worker k of n sharing the run folder (e.g. 1/2 and 2/2)"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set stream.max_subsets=2 (repeatable)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its core-hours estimate from "
+                                 "measured costs (--costs, --method-costs); train nothing"),
+    costs: Path = typer.Option(Path("benchmarks/results/stream_profile.json"),
+                               help="--dry-run: whole method runs profiled by benchmarks/stream_profile.py"),
+    method_costs: Path = typer.Option(Path("benchmarks/results/methods_cost.json"),
+                                      help="--dry-run: training-step cost of every method relative to SeqLoRA"),
 ) -> None:
     """Train every METHOD over every SPLIT and ORDER into one run folder and write the paper's Table 2.
 
@@ -53,6 +59,9 @@ def bench(
         raise ConfigError(f"--orders {orders!r}: expected comma-separated numbers, e.g. 1,2,3") from None
     worker = parse_shard(shard)
     check_selection(chosen_methods, chosen_splits, chosen_orders, worker)  # before any work
+    if dry_run:
+        _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs)
+        return
     config = load_config(profile, set_)
     outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress)
     console.print(f"shard {worker[0]}/{worker[1]}: {len(outcome.planned)} planned method runs", soft_wrap=True)
@@ -64,6 +73,38 @@ def bench(
         console.print(f"table: {outcome.table}", soft_wrap=True)
     else:
         console.print("table: not yet (other workers are still training; the last one to finish writes it)")
+
+
+def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[int], worker: tuple[int, int],
+             costs: Path, method_costs: Path) -> None:
+    from rich.table import Table
+
+    from l2emg.bench import estimate_costs, plan, shard_runs
+    from l2emg.errors import ConfigError
+    from l2emg.runs import RunDir
+    from l2emg.utils.io import load_json
+
+    if not costs.exists():
+        raise ConfigError(f"{costs}: no measured run costs (run benchmarks/stream_profile.py, or pass --costs)")
+    profile = load_json(costs)
+    ratios = load_json(method_costs) if method_costs.exists() else None
+    planned = plan(methods, splits, orders)
+    own, _ = shard_runs(planned, worker)
+    run = RunDir(run_dir) if run_dir.exists() else None
+    estimates = estimate_costs(planned, profile, ratios, run)
+    table = Table("method run", "core-min", "from", "state", title=f"l2emg bench --dry-run: {len(planned)} method runs")
+    for e in estimates:
+        state = "finished" if e.finished else ("this shard" if e.run in own else "other shard")
+        table.add_row(e.run.name, f"{e.core_seconds / 60:.1f}", e.source, state)
+    console.print(table)
+    total = sum(e.core_seconds for e in estimates) / 3600
+    left = sum(e.core_seconds for e in estimates if not e.finished) / 3600
+    m = profile.get("machine", {})
+    console.print(f"whole plan: {total:.1f} core-hours ({total / 2:.1f} h on 2 cores with one 1-thread run per core); "
+                  f"left: {left:.1f} core-hours", soft_wrap=True)
+    console.print(f"costs measured on {m.get('cpu')} (bf16 units: {', '.join(m.get('flags_bf16') or []) or 'none'}), "
+                  f"{m.get('threads')} thread per run, from {costs}"
+                  + (f" and {method_costs}" if ratios else ""), soft_wrap=True)
 
 
 def _names(text: str) -> list[str]:

@@ -79,3 +79,34 @@ def collate_examples(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[st
     batch = collate(examples, pad_id)
     batch["emotion"] = torch.tensor([e["emotion"] for e in examples], dtype=torch.long)
     return batch
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of examples of similar length (Hugging Face's `group_by_length`), reshuffled every epoch.
+
+    Each epoch draws a permutation from `generator`, cuts it into mega-batches of `megabatch` batches,
+    sorts each mega-batch by length and cuts it into batches, then shuffles the batch order. Every
+    example is seen once per epoch as with `shuffle=True`, but a batch pads to a length its examples
+    nearly share: on the default profile 24 % of a random batch's positions are padding, 3 % of a
+    grouped one's (benchmarks/stream_profile.py).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator, megabatch: int = 50):
+        super().__init__()
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.megabatch = megabatch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.megabatch
+        batches = []
+        for start in range(0, len(order), size):
+            group = sorted(order[start:start + size], key=lambda i: self.lengths[i])
+            batches += [group[k:k + self.batch_size] for k in range(0, len(group), self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]

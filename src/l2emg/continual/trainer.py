@@ -32,7 +32,13 @@ from torch.utils.data import DataLoader
 
 from l2emg.config import Config
 from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint
-from l2emg.continual.examples import build_examples, collate_examples, corrupt_motion_codes, drop_captions
+from l2emg.continual.examples import (
+    LengthGroupedBatches,
+    build_examples,
+    collate_examples,
+    corrupt_motion_codes,
+    drop_captions,
+)
 from l2emg.continual.learned import learned_subset, read_learned
 from l2emg.continual.methods import ContinualMethod, ScenarioContext, method_class
 from l2emg.continual.report import EmotionSamples, write_report
@@ -96,6 +102,7 @@ class StreamTrainer:
         self._check_context()
         self.motion_tokenizer = MotionTokenizer.from_pretrained(self.run.tokenizer_dir, device=device)
         self.evaluator = Evaluator.from_pretrained(self.run.evaluator_dir)
+        self._eval_cache: dict = {}  # the evaluator's embeddings of real motions and captions (eval.evaluate)
 
     def _check_context(self) -> None:
         """Evaluation prompts + lm.max_codes must fit the backbone's context: refused before any training."""
@@ -165,8 +172,13 @@ class StreamTrainer:
         def collate_fn(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             return collate_examples(drop_captions(batch, unconditional, cfg.caption_dropout, dropout), pad_id)
 
-        loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                            collate_fn=collate_fn)
+        if cfg.group_by_length:
+            lengths = [len(e["input_ids"]) for e in examples]
+            loader = DataLoader(examples, batch_sampler=LengthGroupedBatches(lengths, cfg.batch_size, generator),
+                                collate_fn=collate_fn)
+        else:
+            loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                                collate_fn=collate_fn)
         acc = self.accelerator
         model, optimizer, loader = acc.prepare_model(self.method), acc.prepare_optimizer(optimizer), \
             acc.prepare_data_loader(loader)
@@ -238,7 +250,11 @@ class StreamTrainer:
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Metrics of the current model on every scenario's test set, and the seconds it took."""
+        """Metrics of the current model on every scenario's test set, and the seconds it took.
+
+        Every generation of the evaluation point (all scenarios' test captions, each generation g) is
+        drawn in one `generate_codes` call from one seed, in batches of `train.eval_batch_size`, so a
+        batch spans scenarios; the motions are then scored scenario by scenario."""
         from l2emg.eval.evaluate import evaluate_motions
 
         started = time.time()
@@ -247,36 +263,33 @@ class StreamTrainer:
         transfer: dict[str, Any] = {}
         extras: dict[str, Any] = {}  # what a method measures of itself (e.g. EPI's routing accuracy)
         mm = cfg.eval_mm_captions  # only the first `mm` captions get every generation (None: all)
-
-        def generated(ids: list[str], g: int) -> list[str]:
-            return ids if g == 0 or mm is None else ids[:mm]
-
-        motions = sum(len(generated(self.test_ids(s), g)) for s in self.stream.subsets
-                      for g in range(cfg.eval_generations))
-        with progress_bar(f"step {step + 1}: evaluating", motions, enabled=self.progress) as bar:
-            for j, subset in enumerate(self.stream.subsets):
-                ids = self.test_ids(subset)
-                if not ids:
-                    continue  # a subset without test motions has no column entries (NaN in the matrices)
+        tasks = []  # (subset index, dataset, ids, captions)
+        for j, subset in enumerate(self.stream.subsets):
+            ids = self.test_ids(subset)
+            if ids:  # a subset without test motions has no column entries (NaN in the matrices)
                 dataset = self.dataset_of(subset)
-                captions = [dataset.by_id(i).captions[0].text for i in ids]
-                generations: dict[str, list[np.ndarray]] = {i: [] for i in ids}
-                for g in range(cfg.eval_generations):
-                    chosen = generated(ids, g)
-                    feats = self.generate_features(captions[:len(chosen)],
-                                                   seed=step_seed(cfg.seed, step, purpose=100 + 10 * j + g))
-                    for motion_id, f in zip(chosen, feats):
-                        generations[motion_id].append(f)
-                    bar.advance(len(chosen), info=subset.name)
-                evaluation = evaluate_motions(self.evaluator, generations, dataset, "test", ids,
+                tasks.append((j, dataset, ids, [dataset.by_id(i).captions[0].text for i in ids]))
+        requests = [(k, motion_id, caption) for g in range(cfg.eval_generations)
+                    for k, (_j, _d, ids, captions) in enumerate(tasks)
+                    for motion_id, caption in list(zip(ids, captions))[: None if g == 0 or mm is None else mm]]
+        with progress_bar(f"step {step + 1}: evaluating", len(requests) + len(tasks), enabled=self.progress) as bar:
+            feats = self.generate_features([c for _k, _i, c in requests], seed=step_seed(cfg.seed, step, purpose=100))
+            bar.advance(len(requests), info="generated")
+            generations: list[dict[str, list[np.ndarray]]] = [{i: [] for i in ids} for _j, _d, ids, _c in tasks]
+            for (k, motion_id, _caption), f in zip(requests, feats):
+                generations[k][motion_id].append(f)
+            for k, (j, dataset, ids, captions) in enumerate(tasks):
+                name = self.stream.subsets[j].name
+                evaluation = evaluate_motions(self.evaluator, generations[k], dataset, "test", ids,
                                               captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
-                                              seed=step_seed(cfg.seed, step, purpose=2))
-                results[subset.name] = evaluation["metrics"]
+                                              seed=step_seed(cfg.seed, step, purpose=2), cache=self._eval_cache)
+                results[name] = evaluation["metrics"]
                 extra = self.method.evaluation_extras(captions, j)
                 if extra:
-                    extras[subset.name] = extra
+                    extras[name] = extra
                 if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
-                    transfer[subset.name] = evaluation["transfer"]
+                    transfer[name] = evaluation["transfer"]
+                bar.advance(info=name)
         return {"results": results, "transfer": transfer, **({"extras": extras} if extras else {}),
                 "eval_seconds": round(time.time() - started, 1)}
 

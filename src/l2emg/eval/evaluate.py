@@ -61,7 +61,8 @@ def _summaries(values: dict[str, list[float]]) -> dict[str, dict[str, float] | N
 def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset: Any, split: str = "test",
                      ids: Sequence[str] | None = None, *, captions: Mapping[str, str | Sequence[str]] | None = None,
                      repeats: int | None = None, seed: int = 0,
-                     holdout_pairs: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
+                     holdout_pairs: Sequence[Sequence[str]] | None = None,
+                     cache: dict[Any, np.ndarray] | None = None) -> dict[str, Any]:
     """Metrics of generated motions against the real motions of the same ids in `split`.
 
     generated: motion id -> raw (T, 263) features, or several generations of that id (a list or a
@@ -69,6 +70,8 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
     ids: the ids to evaluate (default: every id of `generated`); each must be in `split`.
     captions: id -> the caption that produced the motion, or a list of captions (one drawn at random
       in each repetition). Default: the record's first caption.
+    cache: a dict kept between calls (e.g. a continual run's evaluation points): the embeddings of the
+      real motions (per split and id list) and of the captions are computed once and reused.
     Returns {"split", "num_motions", "repeats", "metrics": {name: {"mean", "ci95", "repeats"} or None},
     "transfer": {...} or None}.
     """
@@ -92,7 +95,12 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
     rng = np.random.default_rng(seed)
 
     # Embeddings: real motions, every generation, and the captions.
-    real = evaluator.embed_motion([dataset.features(i) for i in ids], names=[f"real motion {i}" for i in ids])
+    cache = {} if cache is None else cache
+    real_key = ("real", str(getattr(dataset, "root", "")), split, tuple(ids))
+    if real_key not in cache:
+        cache[real_key] = evaluator.embed_motion([dataset.features(i) for i in ids],
+                                                 names=[f"real motion {i}" for i in ids])
+    real = cache[real_key]
     gens = [_as_generations(generated[i], i) for i in ids]
     flat = [g for group in gens for g in group]
     flat_names = [f"generated motion {i}" + (f"[{k}]" if len(group) > 1 else "")
@@ -108,7 +116,9 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
         options = [given] if isinstance(given, str) else list(given) if given else [record.captions[0].text]
         caption_options.append(options)
     unique_texts = sorted({t for opts in caption_options for t in opts})
-    text_table = dict(zip(unique_texts, evaluator.embed_text(unique_texts)))
+    new_texts = [t for t in unique_texts if ("text", t) not in cache]
+    cache.update({("text", t): e for t, e in zip(new_texts, evaluator.embed_text(new_texts))})
+    text_table = {t: cache[("text", t)] for t in unique_texts}
 
     emotion_index = {e: k for k, e in enumerate(evaluator.emotions)}
     intended = np.array([emotion_index.get(r.emotion, -1) if r.emotion else -1 for r in records])

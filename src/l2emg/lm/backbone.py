@@ -31,6 +31,7 @@ from l2emg.config import LMConfig
 from l2emg.errors import CheckpointError
 from l2emg.utils.hf import quiet_transformers
 from l2emg.utils.io import atomic_save_dir, load_json, save_json
+from l2emg.utils.precision import use_cpu_attention
 from l2emg.utils.progress import progress_bar
 from l2emg.utils.schedule import warmup_cosine
 
@@ -106,7 +107,7 @@ def load_backbone(path: str | Path, dtype: torch.dtype | str | None = None) -> t
         raise CheckpointError(f"{path}: could not load the backbone ({_first_line(err)})") from err
     if tokenizer.pad_token_id is None:  # LLaMA-2 has no pad token; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
-    return model.eval(), tokenizer
+    return use_cpu_attention(model).eval(), tokenizer
 
 
 # ------------------------------------------------------------------------------------------------

@@ -87,6 +87,73 @@ def cache_kwarg(model: nn.Module, cache) -> dict:
     return {name: cache}
 
 
+def _reserved_layer_class():
+    """A `DynamicLayer` that writes new keys/values into storage reserved for `capacity` positions and
+    returns views of the filled part, instead of concatenating the whole cache at every step (on the
+    default profile the concatenations were a quarter of decoding time at batch 256)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        def __init__(self, capacity: int, **kwargs):
+            super().__init__(**kwargs)
+            self.capacity = capacity
+            self._storage: tuple[Tensor, Tensor] | None = None
+
+        def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            start = self.get_seq_length()
+            end = start + key_states.shape[-2]
+            if self._storage is None or end > self._storage[0].shape[-2]:
+                size = max(end, self.capacity)
+                shape = (*key_states.shape[:-2], size, key_states.shape[-1])
+                keys, values = key_states.new_empty(shape), value_states.new_empty(shape)
+                if start:
+                    keys[..., :start, :], values[..., :start, :] = self.keys, self.values
+                self._storage = (keys, values)
+            keys, values = self._storage
+            keys[..., start:end, :], values[..., start:end, :] = key_states, value_states
+            self.keys, self.values = keys[..., :end, :], values[..., :end, :]
+            return self.keys, self.values
+
+        def _drop_storage(self) -> None:
+            self._storage = None  # the next update copies the (changed) keys/values into new storage
+
+        def reset(self) -> None:
+            super().reset()
+            self._drop_storage()
+
+        def crop(self, tokens_to_remove: int) -> None:
+            super().crop(tokens_to_remove)
+            self._drop_storage()
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            super().batch_repeat_interleave(repeats)
+            self._drop_storage()
+
+        def batch_select_indices(self, indices: Tensor) -> None:
+            super().batch_select_indices(indices)
+            self._drop_storage()
+
+    return DynamicLayer, ReservedLayer
+
+
+def reserve_cache(cache, capacity: int):
+    """Give each plain `DynamicLayer` of a `DynamicCache` storage for `capacity` positions (no-grad
+    decoding: the stored keys/values are written in place). Older caches are returned unchanged."""
+    try:
+        dynamic, reserved = _reserved_layer_class()
+    except ImportError:  # transformers < 4.56: no cache layers
+        return cache
+    for i, layer in enumerate(getattr(cache, "layers", [])):
+        if type(layer) is dynamic:
+            fresh = reserved(capacity)
+            if layer.is_initialized and layer.get_seq_length():
+                fresh.update(layer.keys, layer.values)
+            cache.layers[i] = fresh
+    return cache
+
+
 def new_cache(model: nn.Module, prefix: Sequence[tuple[Tensor, Tensor]] | None = None):
     """An empty `DynamicCache`, or one pre-filled with a per-layer (key, value) prefix, each
     (B, kv_heads, P, head_dim). Gradients flow into the prefix tensors through the cache."""
@@ -131,6 +198,8 @@ def _generate_batch(
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         lengths = torch.full((batch,), max_codes, dtype=torch.long, device=device)
         cache = new_cache(model, prefix) if use_cache or prefix else None
+        if use_cache:
+            cache = reserve_cache(cache, mask.shape[1] + max_codes)
         cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
         positions = position_ids(mask)[:, skip:]
         if embeds is not None:

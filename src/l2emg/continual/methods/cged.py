@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
+
+from l2emg.utils.precision import sdpa
 
 __all__ = ["EmotionDecoupler", "EmotionClassifier", "masked_mean", "kmeans_centroids"]
 
@@ -62,7 +63,7 @@ class _Attention(nn.Module):
             k, v = k.expand(batch, -1, -1), v.expand(batch, -1, -1)
         split = lambda t: t.reshape(t.shape[0], t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S): True = attend
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)  # (B, H, L, d/H)
+        out = sdpa(split(q), split(k), split(v), attn_mask=mask)  # (B, H, L, d/H)
         return out.transpose(1, 2).reshape(batch, length, d)
 
 
