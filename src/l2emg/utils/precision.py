@@ -130,6 +130,9 @@ def use_cpu_attention(model: torch.nn.Module) -> torch.nn.Module:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", CPU_ATTENTION):
         return model
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
     AttentionInterface.register(CPU_ATTENTION, _hf_cpu_attention)
+    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)  # the masks sdpa gets
     model.set_attn_implementation(CPU_ATTENTION)
     return model
