@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test`.
-# `make run PROFILE=smollm2` runs the pretrained-LLM profile (README, "Backbones").
+# `make run PROFILE=smollm2` runs the pretrained-LLM profile (README, "Profiles"; docs/experiments/backbones.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,7 +1,7 @@
 """The backbones side by side: finished method runs' Table-2 rows and costs, and the benchmarks' numbers.
 
     python benchmarks/backbones.py collect --entry runs/default:mtl:llama-4m --entry runs/smollm2:mtl:smollm2-135m
-    python benchmarks/backbones.py table          # the README's "Backbones" tables, from committed JSON only
+    python benchmarks/backbones.py table          # the Backbones tables of docs/results.md, from committed JSON only
 
 `collect` reads each method run's metrics.json / results.json / config.yaml (AF, AR, AD, AMM, AWF, FR
 with their CIs, training and evaluation seconds, torch threads, precision) into

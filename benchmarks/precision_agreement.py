@@ -4,7 +4,7 @@
 
 Generates every test motion's first caption twice with the same seed, once under bf16 autocast and
 once in float32, and scores both with the run's evaluator (benchmarks/paraphrase.py's `score`, the
-`original` set). Training under bf16 is compared on whole runs instead (README, "Backbones"). Writes
+`original` set). Training under bf16 is compared on whole runs instead (docs/experiments/backbones.md). Writes
 benchmarks/results/precision_agreement.json (rows of other entries are kept).
 """
 

@@ -3,7 +3,7 @@
     python scripts/export_takes.py DATASET OUT [--scenario S] [--count N] [--split test]
 
 Each motion becomes OUT/<id>.bvh (our skeleton's BVH, `l2emg.motion.bvh.write_bvh`) with its
-captions in OUT/<id>.txt, and OUT/labels.csv holds `id,emotion,scenario`. The README's "Bring your
+captions in OUT/<id>.txt, and OUT/labels.csv holds `id,emotion,scenario`. docs/guide.md's "Bring your
 own data" walkthrough uses it to make demonstration takes anyone can reproduce; with your own mocap
 you start from your files instead.
 """

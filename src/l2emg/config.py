@@ -224,7 +224,7 @@ class LMConfig(Section):
         False, description="let the motion-token embedding rows train (text rows stay frozen); default frozen")
     # -- generation -----------------------------------------------------------------------------
     greedy: bool = Field(False, description="greedy decoding; False (default) samples with temperature / top_k, "
-                         "as T2M-GPT (greedy decoding collapses to short, repetitive motions: README)")
+                         "as T2M-GPT (greedy decoding collapses to short, repetitive motions: docs/experiments/)")
     temperature: float = Field(1.0, gt=0.0)
     top_k: int | None = Field(None, ge=1)
     generation_batch_size: int = Field(16, ge=1)

@@ -1,5 +1,26 @@
 """The command line's sub-commands (`l2emg <command>`), one module each; `l2emg.cli` registers them."""
 
-# The profiles of `l2emg/configs/` (tests/test_config.py checks this against `available_profiles()`;
-# spelled out so that `--help` does not import the config module).
-PROFILE_HELP = "config profile (tiny, default, smollm2, paper, gpu) or a YAML file"
+from pathlib import Path
+
+# The names of the registry `l2emg.continual.methods.METHODS`, in its order. Spelled out so that
+# `--help` does not import the methods (and torch with them); tests/test_help.py checks that this
+# tuple is exactly the registry's keys.
+METHOD_NAMES = (
+    "mtl",
+    "seqlora",
+    "esmoe",
+    "esmoe_wo_cged",
+    "esmoe_wo_samoe",
+    "esmoe_wo_lemo",
+    "lwf",
+    "olora",
+    "sapt",
+    "epi",
+    "progprompt",
+)
+METHOD_LIST = ", ".join(METHOD_NAMES)
+
+# The profiles: the YAML files of `l2emg/configs/` (`l2emg.config.PROFILE_DIR`, whose
+# `available_profiles()` lists the same files; read here without importing the config module).
+PROFILE_NAMES = tuple(sorted(p.stem for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
+PROFILE_HELP = f"config profile ({', '.join(PROFILE_NAMES)}) or a YAML file"

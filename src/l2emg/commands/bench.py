@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from l2emg.commands import PROFILE_HELP
+from l2emg.commands import METHOD_LIST, PROFILE_HELP
 
 console = Console()
 
@@ -16,7 +16,7 @@ console = Console()
 def bench(
     profile: str = typer.Option("default", help=PROFILE_HELP),
     run_dir: Path = typer.Option(Path("runs/default"), help="run directory (shared stages are built or reused)"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: every registered method)"),
+    methods: Optional[str] = typer.Option(None, help=f"comma-separated methods among {METHOD_LIST} (default: all of them)"),
     splits: str = typer.Option("unseen,mixed", help="comma-separated stream splits: unseen, mixed"),
     orders: str = typer.Option("1,2,3", help="comma-separated scenario orders (1, 2, 3)"),
     shard: str = typer.Option("1/1", help="k/n: this is worker k of n sharing the run folder (e.g. 1/2 and 2/2)"),
@@ -41,9 +41,10 @@ def bench(
     seed: keyframe strips as PNG and animated as GIF or MP4). One overall line (runs finished / planned,
     elapsed, estimate) is printed before each method run; runs skipped are named with the reason.
 
-    Profiles: tiny (tests), default (a CPU machine), paper (LLaMA-2-7B, bf16, T2M-GPT's evaluation
-    protocol) and gpu (a mid-size model on one 80 GB GPU); set the backbone folder with
-    --set lm.backbone=/models/...
+    Profiles: tiny (tests), default (a CPU machine), smollm2 (a real pretrained LLM on a CPU),
+    paper (LLaMA-2-7B, bf16, T2M-GPT's evaluation protocol) and gpu (a mid-size model on one 80 GB
+    GPU); set the backbone folder with --set lm.backbone=/models/... --dry-run prints the plan and
+    its core-hours from measured per-run costs without training.
     """
     from l2emg.bench import bench as run_bench
     from l2emg.bench import check_selection, parse_shard

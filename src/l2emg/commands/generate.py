@@ -19,13 +19,18 @@ from typing import Optional
 
 import typer
 
+from l2emg.commands import METHOD_LIST
 from l2emg.errors import ConfigError
 
 
 def generate(
     text: str = typer.Argument(..., help="the emotional motion description"),
     run: Path = typer.Option(..., "--run", help="run folder with lm/ and tokenizer/"),
-    method: Optional[str] = typer.Option(None, "--method", help="trained method under RUN/methods/ (name or folder)"),
+    method: Optional[str] = typer.Option(
+        None, "--method",
+        help=f"trained method under RUN/methods/: a method name ({METHOD_LIST}) or a folder name "
+             "(esmoe-unseen-o1); default: the run's only trained method, or the plain backbone "
+             "when none is trained"),
     out: Path = typer.Option(Path("motion.gif"), "--out", help="animation to write (.gif or .mp4)"),
     mp4: bool = typer.Option(False, "--mp4", help="write an MP4 (replaces the suffix of --out)"),
     greedy: Optional[bool] = typer.Option(None, "--greedy/--sample", help="greedy decoding or sampling (default: the run's lm.greedy)"),

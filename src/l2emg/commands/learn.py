@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from l2emg.commands import METHOD_LIST
+
 console = Console()
 
 
@@ -16,7 +18,7 @@ def learn(
                                         "its train split is learned, its test split evaluated"),
     scenario: str = typer.Option(..., help="name of the new scenario (a row and a column of the matrices)"),
     run: Path = typer.Option(Path("runs/default"), "--run", help="run folder with a finished method run"),
-    method: Optional[str] = typer.Option(None, help="method run: a method name (esmoe) or a folder name "
+    method: Optional[str] = typer.Option(None, help=f"method run: a method name ({METHOD_LIST}) or a folder name "
                                                     "(esmoe-unseen-o1); needed when the run has several"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ) -> None:

@@ -8,13 +8,13 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from l2emg.commands import PROFILE_HELP
+from l2emg.commands import METHOD_LIST, PROFILE_HELP
 
 console = Console()
 
 
 def train(
-    method: Optional[str] = typer.Option(None, help="method: mtl, seqlora, esmoe, … (default: train.method of the profile)"),
+    method: Optional[str] = typer.Option(None, help=f"method: {METHOD_LIST} (default: train.method of the profile)"),
     split: Optional[str] = typer.Option(None, help="stream split: unseen (one subset per scenario) or mixed"),
     order: Optional[int] = typer.Option(None, help="scenario order 1, 2 or 3"),
     profile: str = typer.Option("default", help=PROFILE_HELP),

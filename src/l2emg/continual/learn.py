@@ -111,7 +111,7 @@ class ScenarioLearner(StreamTrainer):
                           f"{check['mpjpe_mm']:.1f} mm MPJPE ({check['split']} split), {check['ratio']:.1f}× its own test "
                           f"error ({check['run_test_mpjpe_mm']:.1f} mm): these motions are outside what it learned, "
                           f"and the generator can only produce what the tokenizer decodes. Train the tokenizer on "
-                          f"data that includes such motion (README, 'Bring your own data').")
+                          f"data that includes such motion (docs/guide.md, 'Bring your own data').")
         else:
             console.print(f"tokenizer on the new data: {check['mpjpe_mm']:.1f} mm MPJPE ({check['split']} split; "
                           f"the run's own test error {check['run_test_mpjpe_mm']} mm)")
