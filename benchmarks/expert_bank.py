@@ -33,8 +33,8 @@ import torch
 from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from l2emg.continual import lora
 from l2emg.continual.lora import ExpertBank, ExpertLinear, inject_experts
+from l2emg.continual.lora import layers as lora_layers
 from l2emg.lm.generate import cache_kwarg
 from l2emg.utils.io import save_json
 
@@ -185,12 +185,12 @@ def batched_decode(force_gather: bool, device: str, batch: int = 64, experts: in
 
     @torch.no_grad()
     def decode() -> None:
-        saved = lora.GATHER_COST
-        lora.GATHER_COST = 0 if force_gather else saved
+        saved = lora_layers.GATHER_COST
+        lora_layers.GATHER_COST = 0 if force_gather else saved
         try:
             model(input_ids=last, **cache_kwarg(model, cache), use_cache=True)
         finally:
-            lora.GATHER_COST = saved
+            lora_layers.GATHER_COST = saved
         cache.crop(-1)
 
     return decode

@@ -48,10 +48,14 @@ def speed_section() -> list[str]:
              "time, one torch thread per run, two runs side by side on the two cores). \"before\" is the code "
              "at the named commit, \"after\" the current code, measured in the same session on the same "
              "machine (`benchmarks/stream_profile.py`, `benchmarks/results/stream_profile.json`).", ""]
-    lines.append(_script("stream_profile").table(data))
-    notes = data.get("notes")
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+    profile = _script("stream_profile")
+    lines.append(profile.table(data))
+    lines += [""] + [f"- {n}" for n in data.get("notes", [])]
+    smol = RESULTS / "stream_profile_smollm2.json"
+    if smol.exists():
+        data = json.loads(smol.read_text())
+        lines += ["", "The SmolLM2 profile, shortened (`benchmarks/results/stream_profile_smollm2.json`):", "",
+                  profile.table(data), ""] + [f"- {n}" for n in data.get("notes", [])]
     return lines + [""]
 
 

@@ -10,7 +10,7 @@ Phases are exclusive core-seconds: the process's CPU time (all its threads; `tim
 spent inside each phase, a phase nested in another counted once, in the inner one. CPU time rather
 than wall time, so that a run beside another job on a shared machine is charged only its own work:
 
-    load        run folder, language model, method, tokenizer and evaluator loading
+    load        run folder, language model, method, tokenizer and evaluator loading ("setup" in the table)
     data        examples (tokenising captions), collation, code corruption, caption dropout
     forward     the method's forward pass (training)
     backward    backpropagation
@@ -215,9 +215,39 @@ def _commit(src: Path) -> str | None:
         return None
 
 
+def flops(args: argparse.Namespace) -> dict:
+    """FLOPs per token of the profile's language model and the CPU's peak, into the JSON's "flops".
+
+    Training a frozen backbone with small adapters costs ~4 FLOPs per weight per token (forward 2;
+    backward 2 for the input gradients; the frozen weights get no weight gradient), decoding 2; plus
+    attention (QK^T and AV: 4·L·d·T forward per token at context T, ×2 with its backward), with T the
+    mean training length over 2 (causal) and the mean decoding context. Peak per core: fp32 AVX-512 =
+    2 FMA units × 16 lanes × 2 FLOPs = 64 FLOPs per cycle; bf16 AMX = 1024 FLOPs per cycle (Intel's
+    figure for AMX-BF16); × the clock /proc/cpuinfo reports (no turbo assumed)."""
+    import torch
+
+    from l2emg.lm.motion_lm import MotionLM
+
+    lm = MotionLM.load(Path(args.run_dir) / "lm")
+    linear = sum(m.weight.numel() for m in lm.model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = lm.model.config
+    data = json.loads(args.out.read_text())
+    detail = next(iter(data["runs"][0]["details"].values()))
+    mean_len = detail["train_tokens"] / max(1, detail["train_batches"]) / 32
+    attention = 4 * cfg.num_hidden_layers * cfg.hidden_size * mean_len / 2
+    mhz = float(next((line.split(":")[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("cpu MHz")), "nan"))
+    data["flops"] = {"per_train_token": round(4 * linear + 2 * attention), "per_decode_token": round(2 * linear),
+                     "linear_weights": linear, "mean_train_length": round(mean_len, 1), "cpu_mhz": mhz,
+                     "peak_fp32_gflops_per_core": round(mhz * 64 / 1e3, 1),
+                     "peak_bf16_gflops_per_core": round(mhz * 1024 / 1e3, 1), "how": " ".join(flops.__doc__.split("\n\n")[1].split())}
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    return data["flops"]
+
+
 def merge(entry: dict, path: Path) -> dict:
     """Merge one profiled run into the JSON file (schema of issue 32, plus details per label)."""
-    data = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    data = json.loads(path.read_text()) if path.exists() else {"runs": []}  # "notes" are kept
     run = next((r for r in data["runs"] if r["method"] == entry["method"]), None)
     if run is None:
         run = {"method": entry["method"]}
@@ -246,8 +276,17 @@ def table(data: dict) -> str:
     m = data.get("machine", {})
     lines = [f"Machine: {m.get('cpu')} (bf16 units: {', '.join(m.get('flags_bf16') or []) or 'none'}), "
              f"{m.get('threads')} thread(s) per run, {m.get('cores')} cores, load {m.get('load')} at the start.", "",
-             "| method | run | dtype | core-s | " + " | ".join(PHASES) + " | train tok/s | decode tok/s | AR | AWF |",
-             "|---|---|---|---:|" + "---:|" * len(PHASES) + "---:|---:|---:|---:|"]
+             "| method | run | dtype | core-s | " + " | ".join("setup" if p == "load" else p for p in PHASES)
+             + " | train tok/s | decode tok/s | train % of peak | AR | AWF |",
+             "|---|---|---|---:|" + "---:|" * len(PHASES) + "---:|---:|---:|---:|---:|"]
+    fl = data.get("flops")
+
+    def peak_share(d: dict) -> str:
+        if not fl:
+            return "–"
+        peak = fl["peak_bf16_gflops_per_core" if d["dtype"] == "bf16" else "peak_fp32_gflops_per_core"]
+        return f"{d['train_tokens_per_second'] * fl['per_train_token'] / 1e9 / peak:.1%}"
+
     for run in data["runs"]:
         for label in ("before", "after"):
             d = run.get("details", {}).get(label)
@@ -256,11 +295,16 @@ def table(data: dict) -> str:
             cells = " | ".join(f"{d['phases'].get(p, 0):.0f}" for p in PHASES)
             lines.append(f"| {run['method']} | {label} ({d['code'].get('commit')}) | {d['dtype']} | "
                          f"{d['core_seconds']:.0f} | {cells} | {d['train_tokens_per_second']:.0f} | "
-                         f"{d['decode_tokens_per_second']:.0f} | {d['metrics'].get('AR', float('nan')):.3f} | "
+                         f"{d['decode_tokens_per_second']:.0f} | {peak_share(d)} | "
+                         f"{d['metrics'].get('AR', float('nan')):.3f} | "
                          f"{d['metrics'].get('AWF', float('nan')):.3f} |")
         if "ratio" in run:
             lines.append(f"| {run['method']} | **after / before** | | **{run['ratio']:.2f}×** |" + " |" * len(PHASES)
-                         + " | | | |")
+                         + " | | | | |")
+    if fl:
+        lines += ["", f"Training FLOPs per token {fl['per_train_token'] / 1e6:.1f} M (linear weights "
+                  f"{fl['linear_weights']:,}, mean length {fl['mean_train_length']}); peak per core at {fl['cpu_mhz']:.0f} MHz: fp32 "
+                  f"{fl['peak_fp32_gflops_per_core']} GFLOP/s, bf16 {fl['peak_bf16_gflops_per_core']} GFLOP/s. {fl['how']}"]
     return "\n".join(lines)
 
 
@@ -276,10 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--set", action="append", default=[], help="config override, as l2emg train --set")
     r.add_argument("--label", required=True, help="before | after (or any name)")
     r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--out", type=Path, default=RESULTS)
+    r.add_argument("--out", type=Path, default=RESULTS, help="the JSON to merge into (one per profile)")
+    f = sub.add_parser("flops", help="add the model's FLOPs per token and the CPU's peak to the JSON")
+    f.add_argument("--run-dir", type=Path, required=True, help="a run folder whose lm/ is the profiled model")
+    f.add_argument("--out", type=Path, default=RESULTS)
     t = sub.add_parser("table", help="print the markdown table of the JSON")
     t.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.command == "flops":
+        print(json.dumps(flops(args), indent=2))
+        return 0
     if args.command == "table":
         print(table(json.loads(args.json.read_text())))
         return 0

@@ -1,4 +1,5 @@
-"""`l2emg bench`: the plan, the statistics, the whole table on the tiny run, shard workers, bad arguments."""
+"""`l2emg bench`: the plan, the statistics, the whole table on the tiny run (table2.md, table2.json and its
+schema, --export), one Table-2 row drawn alike by its four writers, shard workers, bad arguments."""
 
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
         for method in ("seqlora", "esmoe"):
             assert run.bench_figure3_path(split, method).stat().st_size > 0
     table = json.loads(run.bench_json_path.read_text())
+    _check_table2_schema(table, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3])
     for split in ("unseen", "mixed"):
         for method in ("seqlora", "esmoe"):
             cell = table["cells"][split][method]
@@ -131,9 +133,12 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     assert frames.ndim == 4 and len(frames) > 1 and frames.shape[1] > frames.shape[2]  # 3 rows of 2 square panels
 
     before = _files(run.methods_dir)
-    second = bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False)
+    export = tiny_run_copy.parent / "results" / "table2.json"
+    second = bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False,
+                   export=export)
     assert second.trained == [] and len(second.reused) == 12
     assert _files(run.methods_dir) == before  # finished method runs are only read
+    assert second.exported == export and export.read_bytes() == run.bench_json_path.read_bytes()  # --export
 
     # A method run that learned a scenario after its stream (`l2emg learn`) has no Table-2 row of its stream.
     from l2emg.errors import ConfigError
@@ -141,6 +146,126 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     (run.methods_dir / "esmoe-unseen-o2" / "learned.json").write_text('[{"scenario": "X", "step": 3}]')
     with pytest.raises(ConfigError, match="learned scenarios"):
         bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False)
+
+
+# table2.json as outside checks read it: these fields exactly in every row (any others at the top level)
+TABLE2_METRICS = [f for c in ("AF", "AR", "AD", "AMM", "AWF", "FR") for f in (c, f"{c}_ci95")]
+TABLE2_ROW = {"method", "split", *TABLE2_METRICS, "transfer_f1", "transfer_top1", "profile", "backbone"}
+
+
+def _check_table2_schema(table, methods, splits, orders):
+    import datetime
+
+    from l2emg.eval.table2 import schema_problems
+
+    assert {"rows", "kendall_tau", "machine", "date"} <= set(table)
+    assert schema_problems(table) == []
+    averaged = [r for r in table["rows"] if "orders" in r]
+    single = [r for r in table["rows"] if "order" in r]
+    assert len(averaged) + len(single) == len(table["rows"])
+    assert sorted((r["split"], r["method"]) for r in averaged) == sorted((s, m) for s in splits for m in methods)
+    assert sorted((r["split"], r["method"], r["order"]) for r in single) == sorted(
+        (s, m, o) for s in splits for m in methods for o in orders)
+    for row in averaged:
+        assert set(row) == TABLE2_ROW | {"orders"} and row["orders"] == orders
+        cell = table["cells"][row["split"]][row["method"]]
+        for column in ("AF", "AR", "AD", "AMM", "AWF", "FR"):
+            assert row[column] == cell[column]["mean"] and row[f"{column}_ci95"] == cell[column]["ci95"]
+        assert row["transfer_f1"] == cell["transfer_f1"]["mean"]
+    for row in single:
+        assert set(row) == TABLE2_ROW | {"order"}
+    for row in table["rows"]:
+        assert row["profile"] == "tiny" and row["backbone"].startswith("llama-") and row["backbone"].endswith("m")
+        assert all(row[f] is None or isinstance(row[f], float) for f in [*TABLE2_METRICS, "transfer_f1", "transfer_top1"])
+    assert set(table["kendall_tau"]) == set(splits)
+    assert table["machine"]["cores"] >= 1 and "cpu" in table["machine"]
+    assert datetime.datetime.fromisoformat(table["date"]).tzinfo is not None
+
+
+def _stream_results(method: str, split: str, order: int) -> dict:
+    """results.json of a two-scenario stream (the trainer's format), with the emotion-transfer cells."""
+    scenarios = ["Daily Life", "Sports"]
+    top1 = [[0.5, 0.1], [0.31, 0.6]]
+    steps = []
+    for i, name in enumerate(scenarios):
+        cells = {other: {"fid": {"mean": 2.0 + i - 0.5 * j, "ci95": 0.2}, "r_precision_top1": {"mean": top1[i][j], "ci95": 0.02},
+                         "diversity": {"mean": 9.1 + j, "ci95": 0.1}, "multimodality": {"mean": 1.2, "ci95": None},
+                         "emotion_f1": {"mean": 0.35 + 0.1 * j, "ci95": 0.03}}
+                 for j, other in enumerate(scenarios)}
+        steps.append({"scenario": name, "results": cells, "train": {"seconds": 1.0}, "eval_seconds": 1.0})
+    steps[-1]["transfer"] = {s: {"emotion_f1": {"mean": 0.2 + 0.1 * j}, "r_precision_top1": {"mean": 0.4}}
+                             for j, s in enumerate(scenarios)}
+    return {"method": method, "split": split, "order": order, "scenarios": scenarios, "steps": steps}
+
+
+def test_the_four_table2_writers_draw_the_same_row(tmp_path, tiny_config):
+    """eval.report.table2_row, a method run's report.md, the studio's Report tab and the bench's table
+    (its Markdown and its table2.json rows) draw one method run's metrics alike."""
+    import re
+
+    from l2emg.bench import PlannedRun
+    from l2emg.bench_report import method_runs
+    from l2emg.continual.report import method_label, write_report
+    from l2emg.eval import table2
+    from l2emg.eval.report import table2_header, table2_row
+    from l2emg.runs import RunDir
+    from l2emg.studio.report import table2_markdown
+    from l2emg.utils.io import save_json
+
+    run = RunDir(tmp_path / "run")
+    method_run = run.method_run("seqlora", "unseen", 1)
+    results = _stream_results("seqlora", "unseen", 1)
+    method_run.path.mkdir(parents=True)
+    save_json(method_run.results_path, results)
+    metrics = write_report(method_run, results, tiny_config, [])  # report.md + metrics.json
+    save_json(method_run.adapter_path, {"method": "seqlora", "checkpoint": "checkpoints/step_02"})  # finished
+    label = method_label("seqlora")
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")][1:]
+
+    expected = table2_row(label, metrics)
+    assert cells(expected) == ["2.75 ± 0.14", "0.455 ± 0.014", "9.60 ± 0.07", "1.20", "0.400 ± 0.021", "19.00"]
+    report = method_run.report_path.read_text().splitlines()
+    assert table2_header().splitlines()[0] in report and expected in report
+    studio = table2_markdown(run).splitlines()
+    assert studio[:2] == table2_header().splitlines()
+    assert cells(next(line for line in studio if line.startswith(f"| {label} ("))) == cells(expected)
+
+    bench_table = table2.collect(method_runs(run, [PlannedRun("seqlora", "unseen", 1)]))
+    bench_md = table2.split_markdown(bench_table, "unseen", {"seqlora": label}).splitlines()
+    assert bench_md[0] == table2_header().splitlines()[0][:-1] + "| transfer F1↑ | transfer top-1↑ |"
+    bench_cells = cells(next(line for line in bench_md if line.startswith(f"| {label} |")))
+    # one order: means alone (no interval over orders), bold (the only method), the paper's value beside (bold too)
+    plain = [re.sub(r" \(\S+\)$", "", c).replace("**", "") for c in bench_cells]
+    assert plain[:6] == [c.split(" ± ")[0] for c in cells(expected)] and plain[6:] == ["0.250", "0.400"]
+    assert bench_cells[0] == "**2.75** (**3.58**)"
+    rows = table2.json_rows(bench_table, profile="tiny", backbone="llama-4m")
+    assert [sorted(r) for r in rows] == [sorted(TABLE2_ROW | {"orders"}), sorted(TABLE2_ROW | {"order"})]
+    same = table2.json_row("seqlora", "unseen", table2.values_from_metrics(metrics), order=1, profile="tiny",
+                           backbone="llama-4m")
+    assert rows[1] == same and rows[0]["FR"] == same["FR"] == pytest.approx(19.0) and rows[0]["FR_ci95"] is None
+    assert table2.markdown_row(label, rows[1]) == expected  # a per-order JSON row draws as the report's row
+    assert table2.schema_problems({"rows": rows, "kendall_tau": {}, "machine": {}, "date": "x"}) == []
+    assert table2.schema_problems({"rows": [{**rows[0], "extra": 1}]}) == [
+        "no 'kendall_tau'", "no 'machine'", "no 'date'", "rows[0]: fields ['extra'] differ from the schema"]
+
+
+def test_backbone_name(tmp_path, tiny_config):
+    from l2emg.bench_report import backbone_name
+    from l2emg.runs import RunDir
+
+    run = RunDir(tmp_path / "run")
+    assert backbone_name(run, tiny_config) == "llama-embedded"  # no backbone stage recorded
+    run.path.mkdir()
+    run.mark_done("backbone", parameters=4_190_000)
+    assert backbone_name(run, tiny_config) == "llama-4m"
+    run.mark_done("backbone", parameters=96_000)
+    assert backbone_name(run, tiny_config) == "llama-0.1m"
+    lm = tiny_config.lm.model_copy(update={"backbone": "models/Llama-2-7b-hf"})
+    assert backbone_name(run, tiny_config.model_copy(update={"lm": lm})) == "Llama-2-7b-hf"
+    lm = tiny_config.lm.model_copy(update={"backbone": "smollm2-135m"})
+    assert backbone_name(run, tiny_config.model_copy(update={"lm": lm})) == "smollm2-135m"
 
 
 def test_two_shard_workers_train_each_method_run_once(tiny_run_copy):

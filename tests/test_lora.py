@@ -8,8 +8,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from l2emg.config import LoRAConfig, load_config
-from l2emg.continual import lora
 from l2emg.continual.lora import ExpertBank, ExpertEmbedding, ExpertLinear, inject_experts, inject_experts_from_config
+from l2emg.continual.lora import layers as lora_layers
 from l2emg.errors import ConfigError
 from l2emg.lm.generate import cache_kwarg
 
@@ -149,7 +149,7 @@ def test_fused_forward_equals_the_per_expert_loop():
 def test_top_k_routing_computes_only_each_samples_own_experts(monkeypatch):
     """Per-sample top-k weights take the selected path (each sample computes only its own k experts,
     batched): values and every gradient (input, gate weights, the trainable expert) equal the definition."""
-    monkeypatch.setattr(lora, "GATHER_COST", 0)  # these short inputs would otherwise take the fused product
+    monkeypatch.setattr(lora_layers, "GATHER_COST", 0)  # these short inputs would otherwise take the fused product
     layer = expert_layer(6)
     selected_calls = []
     original = layer._selected_low_rank
@@ -457,7 +457,7 @@ def test_embedding_experts_equal_the_definition(monkeypatch):
 def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definition(monkeypatch):
     """Per-sample top-k weights (each sample uses fewer experts than the batch): each sample computes only
     its own experts, and values and gradients (gate logits, the trainable expert's A and B) equal the definition."""
-    monkeypatch.setattr(lora, "GATHER_COST", 0)  # a lookup this short would otherwise take the fused product
+    monkeypatch.setattr(lora_layers, "GATHER_COST", 0)  # a lookup this short would otherwise take the fused product
     layer = embedding_layer(6)
     layer.set_trainable([5])
     selected_calls = []
@@ -523,7 +523,7 @@ def test_per_sample_gather_is_taken_only_where_it_pays(monkeypatch):
             took_selected = bool(calls)
             assert took_selected == (kind == "linear" and length == 96), (kind, length)
             with monkeypatch.context() as forced:  # the other path gives the same output
-                forced.setattr(lora, "GATHER_COST", 0 if not took_selected else 10**9)
+                forced.setattr(lora_layers, "GATHER_COST", 0 if not took_selected else 10**9)
                 with torch.no_grad():
                     other = layer(x)
             assert torch.allclose(chosen, other, atol=1e-5, rtol=1e-5)

@@ -8,11 +8,12 @@ Every run saves its resolved config (`config.yaml` in the run directory).
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from l2emg.errors import ConfigError
 from l2emg.labels import EMOTIONS, SCENARIOS
@@ -321,7 +322,79 @@ class TrainConfig(Section):
     report_samples: int = Field(8, ge=0, description="motions rendered in the report's sample grid")
 
 
-class ESMoEConfig(Section):
+class CoreConfig(Section):
+    """The sections every configuration has; `Config` adds one section per continual method's options
+    model (`METHOD_OPTIONS`)."""
+
+    profile: str = "default"
+    data: DataConfig = DataConfig()
+    stream: StreamConfig = StreamConfig()
+    preview: PreviewConfig = PreviewConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    lm: LMConfig = LMConfig()
+    lora: LoRAConfig = LoRAConfig()
+    train: TrainConfig = TrainConfig()
+
+
+# -- the continual methods' options ------------------------------------------------------------------
+class MethodOptions(Section):
+    """The options of a continual method: the Config section named `section` (`esmoe:` in a profile,
+    `config.esmoe` in code), which the method reads as `self.options`. A method class names its model
+    (`ContinualMethod.options`); methods may share one (ES-MoE and its ablations). The shipped models
+    are defined and registered here, on the config's floor, so that profiles and saved run configs
+    validate without importing the methods (and torch); a method registered at run time
+    (`l2emg.continual.methods.register_method`) may bring its own model from anywhere."""
+
+    section: ClassVar[str] = ""
+
+
+# Config section -> options model, in the order Config lists the sections (and saved configs print them).
+METHOD_OPTIONS: dict[str, type[MethodOptions]] = {}
+
+_Options = TypeVar("_Options", bound=type[MethodOptions])
+
+
+def register_method_options(model: _Options) -> _Options:
+    """Make `model` the Config section `model.section` (a class decorator); `Config` is rebuilt with it.
+    Registering the same model again changes nothing; a taken section name, or one that is no
+    identifier, is refused."""
+    section = model.section
+    if not section.isidentifier() or section in CoreConfig.model_fields:
+        raise ValueError(f"{model.__qualname__}.section {section!r}: not an identifier, or a section every "
+                         f"Config has")
+    known = METHOD_OPTIONS.get(section)
+    if known is model:
+        return model
+    if known is not None:
+        raise ValueError(f"config section {section!r} already holds the options of {known.__qualname__}")
+    METHOD_OPTIONS[section] = model
+    _rebuild_config()
+    return model
+
+
+def unregister_method_options(section: str) -> None:
+    """Remove the Config section `section` (options registered at run time, e.g. by a test); `Config` is
+    rebuilt without it (the very class it was before the section came)."""
+    METHOD_OPTIONS.pop(section, None)
+    _rebuild_config()
+
+
+@cache
+def _config_class(sections: tuple[tuple[str, type[MethodOptions]], ...]) -> type[CoreConfig]:
+    """CoreConfig plus the given method sections; the same sections give the same class."""
+    return create_model("Config", __base__=CoreConfig, __module__=__name__, __doc__=_CONFIG_DOC,
+                        **{name: (model, Field(default_factory=model)) for name, model in sections})
+
+
+def _rebuild_config() -> None:
+    global Config
+    if "Config" in globals():  # not while the shipped models below register: Config is built after them
+        Config = _config_class(tuple(METHOD_OPTIONS.items()))
+
+
+@register_method_options
+class ESMoEConfig(MethodOptions):
     """ES-MoE (the paper's method): causal-guided emotion decoupling (CGED) + scenario-adapted experts.
 
     CGED works at an internal width `d_cged` (the prompt embeddings are projected down to it, so a
@@ -333,6 +406,8 @@ class ESMoEConfig(Section):
     are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo
     + route_weight · L_route + reflection_weight · L_reflect (attentive reflection on stored pseudo-inputs).
     """
+
+    section = "esmoe"
 
     d_cged: int = Field(128, ge=8, description="internal width of the emotion decoupling block (≤ d_model is used)")
     heads: int = Field(4, ge=1, description="attention heads of self- and cross-sampling")
@@ -371,25 +446,63 @@ class ESMoEConfig(Section):
         return self
 
 
-class LwFConfig(Section):
+@register_method_options
+class EPIConfig(MethodOptions):
+    """EPI (`epi`, Dicer-Zz/EPI): a frozen backbone with one deep prompt (per-layer key/value prefix)
+    per scenario, chosen at generation by the Mahalanobis distance of the prompt's frozen features to
+    each scenario's stored emotion means (shared covariance: the average of the scenarios')."""
+
+    section = "epi"
+
+    prefix_length: int = Field(16, ge=1, description="prefix positions per scenario (official pre_seq_len: 16)")
+    feature_layer: int = Field(-1, description="hidden-state index of the frozen features (0 = input embeddings, "
+                               "-1 = last hidden state after the final norm: the official last_hidden_state)")
+    init_std: float = Field(1.0, gt=0.0, description="std of the Gaussian prefix initialisation (official: randn, 1)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the prefix in training (official: the "
+                           "backbone's hidden dropout, BERT 0.1; LLaMA has none, so 0)")
+
+
+@register_method_options
+class ProgPromptConfig(MethodOptions):
+    """Progressive Prompts (`progprompt`, arazd/ProgressivePrompts): a new soft prompt per scenario in
+    front of the frozen older ones, [P_t; …; P_1; x]; optionally reparameterised by a residual MLP
+    that is folded into the prompt when the scenario ends."""
+
+    section = "progprompt"
+
+    prompt_length: int = Field(10, ge=1, description="soft-prompt tokens per scenario (official prefix_len: 10)")
+    residual_mlp: bool = Field(True, description="train the prompt through a residual MLP (official MLP1)")
+    mlp_hidden: int = Field(800, ge=1, description="bottleneck of the residual MLP (official bottleneck_size: 800)")
+
+
+@register_method_options
+class LwFConfig(MethodOptions):
     """LwF-LoRA (`lwf`): one LoRA through the stream, distilled from its own state after the previous
     scenario. L = L_lm + weight · T² · KL(teacher_T ‖ student_T) over the motion-token positions."""
+
+    section = "lwf"
 
     temperature: float = Field(2.0, gt=0.0, description="distillation temperature T (official: 2)")
     weight: float = Field(1.0, ge=0.0, description="weight λ of the distillation term (official: 1)")
 
 
-class OLoRAConfig(Section):
+@register_method_options
+class OLoRAConfig(MethodOptions):
     """O-LoRA (`olora`): a new LoRA per scenario, older ones frozen and summed.
     L = L_lm + orth_weight · Σ_modules Σ|A_old A_newᵀ| + l2_weight · Σ ‖new A‖ + ‖new B‖."""
+
+    section = "olora"
 
     orth_weight: float = Field(0.5, ge=0.0, description="λ1: weight of the orthogonality term (official: 0.5)")
     l2_weight: float = Field(0.0, ge=0.0, description="λ2: weight of the norm of the new LoRA (official: 0)")
 
 
-class SAPTConfig(Section):
+@register_method_options
+class SAPTConfig(MethodOptions):
     """SAPT (`sapt`): a LoRA per scenario mixed by a shared attentive gate, with attentive reflection on
     pseudo prompts sampled from the backbone (never stored real captions)."""
+
+    section = "sapt"
 
     query_hidden: int = Field(100, ge=1, description="bottleneck of the query projection d -> h -> d (official: 100)")
     reflection_fraction: float = Field(0.02, gt=0.0, le=1.0,
@@ -402,45 +515,12 @@ class SAPTConfig(Section):
     pseudo_prompt_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of pseudo captions")
 
 
-class EPIConfig(Section):
-    """EPI (`epi`, Dicer-Zz/EPI): a frozen backbone with one deep prompt (per-layer key/value prefix)
-    per scenario, chosen at generation by the Mahalanobis distance of the prompt's frozen features to
-    each scenario's stored emotion means (shared covariance: the average of the scenarios')."""
+_CONFIG_DOC = """A whole configuration: the sections of `CoreConfig` and one section per continual method's
+options model, in the order of `METHOD_OPTIONS` (built by `register_method_options`)."""
 
-    prefix_length: int = Field(16, ge=1, description="prefix positions per scenario (official pre_seq_len: 16)")
-    feature_layer: int = Field(-1, description="hidden-state index of the frozen features (0 = input embeddings, "
-                               "-1 = last hidden state after the final norm: the official last_hidden_state)")
-    init_std: float = Field(1.0, gt=0.0, description="std of the Gaussian prefix initialisation (official: randn, 1)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the prefix in training (official: the "
-                           "backbone's hidden dropout, BERT 0.1; LLaMA has none, so 0)")
-
-
-class ProgPromptConfig(Section):
-    """Progressive Prompts (`progprompt`, arazd/ProgressivePrompts): a new soft prompt per scenario in
-    front of the frozen older ones, [P_t; …; P_1; x]; optionally reparameterised by a residual MLP
-    that is folded into the prompt when the scenario ends."""
-
-    prompt_length: int = Field(10, ge=1, description="soft-prompt tokens per scenario (official prefix_len: 10)")
-    residual_mlp: bool = Field(True, description="train the prompt through a residual MLP (official MLP1)")
-    mlp_hidden: int = Field(800, ge=1, description="bottleneck of the residual MLP (official bottleneck_size: 800)")
-
-
-class Config(Section):
-    profile: str = "default"
-    data: DataConfig = DataConfig()
-    stream: StreamConfig = StreamConfig()
-    preview: PreviewConfig = PreviewConfig()
-    tokenizer: TokenizerConfig = TokenizerConfig()
-    evaluator: EvaluatorConfig = EvaluatorConfig()
-    lm: LMConfig = LMConfig()
-    lora: LoRAConfig = LoRAConfig()
-    train: TrainConfig = TrainConfig()
-    esmoe: ESMoEConfig = ESMoEConfig()
-    epi: EPIConfig = EPIConfig()
-    progprompt: ProgPromptConfig = ProgPromptConfig()
-    lwf: LwFConfig = LwFConfig()
-    olora: OLoRAConfig = OLoRAConfig()
-    sapt: SAPTConfig = SAPTConfig()
+# The class of configurations: built from CoreConfig and METHOD_OPTIONS, rebuilt when options are
+# registered at run time (`l2emg.continual.methods.register_method`).
+Config: type[CoreConfig] = _config_class(tuple(METHOD_OPTIONS.items()))
 
 
 def available_profiles() -> list[str]:

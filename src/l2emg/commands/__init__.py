@@ -4,7 +4,7 @@ from pathlib import Path
 
 # The names of the registry `l2emg.continual.methods.METHODS`, in its order. Spelled out so that
 # `--help` does not import the methods (and torch with them); tests/test_help.py checks that this
-# tuple is exactly the registry's keys.
+# tuple is exactly the registry's keys, so a new method's `register_method` line comes with its name here.
 METHOD_NAMES = (
     "mtl",
     "seqlora",

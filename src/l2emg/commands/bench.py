@@ -22,6 +22,8 @@ def bench(
     shard: str = typer.Option("1/1", help="k/n: this is worker k of n sharing the run folder (e.g. 1/2 and 2/2)"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set stream.max_subsets=2 (repeatable)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+    export: Optional[Path] = typer.Option(None, "--export", help="also write RUN/bench/table2.json to this file "
+                                          "(atomically) once the tables are written, e.g. benchmarks/results/table2.json"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its core-hours estimate from "
                                  "measured costs (--costs, --method-costs); train nothing"),
     costs: Path = typer.Option(Path("benchmarks/results/stream_profile.json"),
@@ -64,7 +66,8 @@ def bench(
         _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs)
         return
     config = load_config(profile, set_)
-    outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress)
+    outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress,
+                        export=export)
     console.print(f"shard {worker[0]}/{worker[1]}: {len(outcome.planned)} planned method runs", soft_wrap=True)
     console.print(f"trained: {', '.join(outcome.trained) or 'none'}", soft_wrap=True)
     console.print(f"reused: {', '.join(outcome.reused) or 'none'}", soft_wrap=True)

@@ -1,5 +1,5 @@
-"""A method run's report: its Table-2 row, continual metrics, heatmaps and GIFs of one emotion
-across scenarios, written into the method run folder (`l2emg.runs.MethodRunDir`)."""
+"""A method run's report: its Table-2 row (drawn by `l2emg.eval.table2`), continual metrics, heatmaps
+and GIFs of one emotion across scenarios, written into the method run folder (`l2emg.runs.MethodRunDir`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from l2emg.config import Config
+from l2emg.continual.methods import METHOD_LABELS  # {method name: label}, each class declares its label
 from l2emg.runs import MethodRunDir
 from l2emg.utils.io import atomic_write_text, save_json
 
@@ -22,11 +23,6 @@ class EmotionSamples:
     captions: list[str]
     scenarios: list[str]
     features: list[np.ndarray]
-
-METHOD_LABELS = {"mtl": "MTL", "seqlora": "SeqLoRA", "esmoe": "ES-MoE", "esmoe_wo_cged": "w/o CGED",
-                 "esmoe_wo_samoe": "w/o SAMoE", "esmoe_wo_lemo": "w/o L_emo",
-                 "lwf": "LwF-LoRA", "olora": "O-LoRA", "sapt": "SAPT",
-                 "epi": "EPI", "progprompt": "ProgPrompt"}
 
 
 def method_label(name: str) -> str:
@@ -44,7 +40,8 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
         matrices_from_results,
         save_continual_metrics,
     )
-    from l2emg.eval.report import render_heatmaps, table2_header, table2_row
+    from l2emg.eval.report import render_heatmaps
+    from l2emg.eval.table2 import FR_NOTE, single_table
 
     if results.get("joint_training"):
         # One evaluation after joint training: the averages of that row; FR does not apply.
@@ -67,10 +64,9 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
         metrics["method_extras"] = extras
     save_json(out.metrics_path, metrics)
     label = method_label(results["method"])
-    table = table2_header() + "\n" + table2_row(label, metrics)
+    table = single_table(label, metrics)
     samples = render_emotion_samples(samples, out.samples_dir, config)
-    lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "",
-             "FR in percentage points of top-1 R-Precision, as the paper prints it.", ""]
+    lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "", FR_NOTE, ""]
     lines += extras_lines(extras, results["scenarios"])
     lines += [f"![{p.stem}]({p.relative_to(out.path)})" for p in figures + samples]
     atomic_write_text(out.report_path, "\n".join(lines) + "\n")

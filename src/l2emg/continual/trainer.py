@@ -51,7 +51,7 @@ from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import load_json, save_json
 from l2emg.utils.precision import autocast, resolve_precision
 from l2emg.utils.progress import progress_bar
-from l2emg.utils.schedule import warmup_cosine
+from l2emg.utils.schedule import make_optimizer, make_scheduler
 from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
 
 console = Console(stderr=True)
@@ -159,7 +159,7 @@ class StreamTrainer:
         params = self.method.trainable_parameters()
         if not params:
             raise CheckpointError(f"method {self.method_name}: nothing to train at step {step}")
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(params, cfg.lr, weight_decay=cfg.weight_decay)
         generator = seeded_generator(step_seed(cfg.seed, step, purpose=1))
         corruption = seeded_generator(step_seed(cfg.seed, step, purpose=3))
         dropout = seeded_generator(step_seed(cfg.seed, step, purpose=4))
@@ -187,8 +187,8 @@ class StreamTrainer:
         # the mean loss of its group, and ranks synchronise gradients only on a group's last micro-batch.
         micro = len(loader)
         total = cfg.epochs * math.ceil(micro / cfg.grad_accum)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
+        scheduler = make_scheduler(optimizer, "warmup_cosine", total=total, warmup=cfg.warmup_steps,
+                                   min_lr_ratio=cfg.min_lr_ratio)
         losses: list[float] = []
         group: list[torch.Tensor] = []
         extra: dict[str, list[float]] = {}

@@ -11,11 +11,15 @@ All functions take plain numpy arrays of embeddings (rows = samples) and an expl
 - MultiModality: mean distance between random pairs of motions generated from the same text.
 - Weighted F1 of the emotion predicted from a motion against the intended emotion.
 - `mean_ci95`: the field's repeated-evaluation summary, mean ± 1.96·σ/√R.
+- `mean_ci`: mean ± the t-distribution 95 % half-width over a few runs (Table 2 over scenario orders);
+  `kendall_tau`: rank agreement of our values with the paper's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import linalg
@@ -175,3 +179,29 @@ def mean_ci95(values: Sequence[float]) -> dict[str, float]:
     if x.size == 0:
         raise ValueError("no values to summarise")
     return {"mean": float(x.mean()), "ci95": float(1.96 * x.std() / np.sqrt(x.size)), "repeats": int(x.size)}
+
+
+def mean_ci(values: Iterable[float | None]) -> dict[str, Any]:
+    """{"mean", "ci95", "n", "values"} over a few independent runs (e.g. the scenario orders of Table 2;
+    None and NaN skipped): the t-distribution 95 % half-width t_{0.975, n−1} · s / √n (s with ddof 1);
+    ci95 None for fewer than two values, mean None for none."""
+    from scipy import stats
+
+    kept = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(kept)
+    mean = float(np.mean(kept)) if kept else None
+    ci = float(stats.t.ppf(0.975, n - 1) * np.std(kept, ddof=1) / math.sqrt(n)) if n >= 2 else None
+    return {"mean": mean, "ci95": ci, "n": n, "values": kept}
+
+
+def kendall_tau(ours: dict[str, float | None], paper: dict[str, float | None]) -> dict[str, Any]:
+    """Kendall τ between our values and the paper's over the methods both have (rankings of the
+    same metric, so the metric's direction does not matter); τ None for fewer than two methods."""
+    from scipy.stats import kendalltau
+
+    common = sorted(m for m in ours if ours[m] is not None and paper.get(m) is not None)
+    if len(common) < 2:
+        return {"tau": None, "p": None, "methods": common}
+    result = kendalltau([ours[m] for m in common], [paper[m] for m in common])
+    tau, p = float(result.statistic), float(result.pvalue)
+    return {"tau": None if math.isnan(tau) else tau, "p": None if math.isnan(p) else p, "methods": common}

@@ -1,8 +1,12 @@
 """The paper's Table 2, transcribed (numbers only) from `shared/paper/es-moe-aaai26.md` (ES-MoE,
 AAAI-26, Table 2: LLaMA-2-7B, averages over three scenario orders; FR in percentage points).
 
-PAPER_TABLE2[split][method] = {"AF", "AR", "AD", "AMM", "AWF", "FR"}; FR is None where the paper
-prints "-" (MTL has no forgetting). Method keys are the registry names of `l2emg.continual.methods`.
+PAPER_TABLE2[split][row] = {"AF", "AR", "AD", "AMM", "AWF", "FR"}; FR is None where the paper
+prints "-" (MTL has no forgetting). A row key names one row of the paper (`PAPER_ROWS`); a method class
+declares the row it reproduces (`ContinualMethod.paper_row`), and `l2emg.continual.methods.paper_table2()`
+gives this table keyed by registry name, for the methods that declare one. Each row key here is also
+the registry name of the shipped method that reproduces it, so a lookup by method name finds that
+method's row; a method outside the paper finds none.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ _MIXED = {
     "esmoe_wo_lemo":  (1.52, 0.237, 9.75, 1.52, 0.336, -2.59),
 }
 
+# The row keys of the table (one per row of the paper).
+PAPER_ROWS: tuple[str, ...] = tuple(_UNSEEN)
+
 PAPER_TABLE2: dict[str, dict[str, dict[str, float | None]]] = {
     split: {method: dict(zip(COLUMNS, values)) for method, values in rows.items()}
     for split, rows in (("unseen", _UNSEEN), ("mixed", _MIXED))
 }
 
 
-def paper_value(split: str, method: str, column: str) -> float | None:
+def paper_value(split: str, row: str, column: str) -> float | None:
     """The paper's number for one cell (FR in percentage points); None where it has none."""
-    return PAPER_TABLE2.get(split, {}).get(method, {}).get(column)
+    return PAPER_TABLE2.get(split, {}).get(row, {}).get(column)

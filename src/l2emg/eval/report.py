@@ -1,5 +1,6 @@
 """Pictures and tables of evaluation results: performance-matrix heatmaps (the paper's Figure 3),
-Table-2 rows in Markdown, and the real-motion reference table."""
+Table-2 rows in Markdown (`table2_header`, `table2_row`: drawn by `l2emg.eval.table2`, the one writer
+of Table 2), and the real-motion reference table."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from l2emg.eval import table2
 from l2emg.eval.continual_metrics import LOWER_IS_BETTER, PerformanceMatrices
 from l2emg.utils.io import atomic_write_bytes
 
@@ -23,8 +25,8 @@ METRIC_TITLES: dict[str, str] = {
     "multimodality": "MultiModality",
     "emotion_f1": "Emotion weighted F1",
 }
-TABLE2_COLUMNS = ("AF", "AR", "AD", "AMM", "AWF", "FR")
-TABLE2_ARROWS = {"AF": "↓", "AR": "↑", "AD": "↑", "AMM": "↑", "AWF": "↑", "FR": "↓"}
+TABLE2_COLUMNS = table2.COLUMNS
+TABLE2_ARROWS = table2.ARROWS
 
 
 def plot_heatmap(matrix: np.ndarray, scenarios: list[str], title: str, path: str | Path,
@@ -81,28 +83,15 @@ def render_heatmaps(perf: PerformanceMatrices, out_dir: str | Path) -> list[Path
     return paths
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def table2_header() -> str:
     """Markdown header of the paper's Table 2 (FR in percentage points, as the paper prints it)."""
-    cells = ["Method", *(f"{c}{TABLE2_ARROWS[c]}" for c in TABLE2_COLUMNS)]
-    return "| " + " | ".join(cells) + " |\n|" + "---|" * len(cells)
+    return table2.header()
 
 
 def table2_row(method: str, metrics: dict[str, Any]) -> str:
     """`| method | AF | AR | AD | AMM | AWF | FR |` with the paper's precision; FR × 100; an average
-    with a 95 % half-width (`AR_ci95` …) prints as `mean ± h`."""
-    def cell(key: str, digits: int) -> str:
-        text = _fmt(metrics.get(key), digits)
-        half = metrics.get(f"{key}_ci95")
-        return text if half is None or metrics.get(key) is None else f"{text} ± {half:.{digits}f}"
-
-    fr = metrics.get("FR")
-    cells = [method, cell("AF", 2), cell("AR", 3), cell("AD", 2), cell("AMM", 2), cell("AWF", 3),
-             _fmt(None if fr is None else 100.0 * fr, 2)]
-    return "| " + " | ".join(cells) + " |"
+    with a 95 % half-width (`AR_ci95` …) prints as `mean ± h` (`l2emg.eval.table2.markdown_row`)."""
+    return table2.markdown_row(method, table2.values_from_metrics(metrics))
 
 
 REFERENCE_COLUMNS = (

@@ -33,7 +33,7 @@ from l2emg.utils.hf import quiet_transformers
 from l2emg.utils.io import atomic_save_dir, load_json, save_json
 from l2emg.utils.precision import use_cpu_attention
 from l2emg.utils.progress import progress_bar
-from l2emg.utils.schedule import warmup_cosine
+from l2emg.utils.schedule import make_optimizer, make_scheduler
 
 WARMUP_FILE = "warmup.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -191,27 +191,27 @@ def warm_up(model: nn.Module, tokenizer: Any, texts: list[str], lm: LMConfig, pr
     record: dict[str, Any] = {"steps": lm.warmup_steps, "batch_size": lm.warmup_batch_size, "lr": lm.warmup_lr,
                               "texts": len(texts), "held_out_texts": len(eval_seqs),
                               "loss_before": text_loss(model, eval_seqs, pad_id)}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lm.warmup_lr, betas=(0.9, 0.95), weight_decay=0.01)
-    ramp = max(1, lm.warmup_steps // 10)
+    optimizer = make_optimizer(model.parameters(), lm.warmup_lr, betas=(0.9, 0.95), weight_decay=0.01)
+    scheduler = make_scheduler(optimizer, "warmup_cosine", total=lm.warmup_steps, warmup=max(1, lm.warmup_steps // 10),
+                               min_lr_ratio=0.1, form="peak")
     start = time.perf_counter()
     model.train()
     losses = []
     pool: list[int] = []
     with progress_bar("LM warm-up", lm.warmup_steps, enabled=progress and lm.warmup_steps > 0) as bar:
-        for step in range(lm.warmup_steps):
+        for _step in range(lm.warmup_steps):
             if len(pool) < lm.warmup_batch_size:
                 fresh = list(range(len(train_seqs)))
                 rng.shuffle(fresh)
                 pool += fresh
             batch, pool = pool[: lm.warmup_batch_size], pool[lm.warmup_batch_size :]
             ids, mask, labels = _pad([train_seqs[i] for i in batch], pad_id)
-            for group in optimizer.param_groups:
-                group["lr"] = warmup_cosine(step, lm.warmup_steps, ramp, min_ratio=0.1, peak=lm.warmup_lr)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            scheduler.step()
             losses.append(loss.item())
             bar.advance(info=f"loss {losses[-1]:.3f}")
     model.eval()

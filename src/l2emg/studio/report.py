@@ -4,7 +4,7 @@
     report = method_report(run.find_method_run("esmoe"))
 
 Nothing is recomputed: the rows come from each method run's `metrics.json` through the same
-formatter as its `report.md` (`eval.report.table2_row`), the text, heatmaps and GIF grids from
+writer as its `report.md` (`l2emg.eval.table2`), the text, heatmaps and GIF grids from
 `report.md` and the files it links (`figures/`, `samples/`), and `l2emg bench`'s table from
 `RUN/bench/table2.md` when it exists.
 """
@@ -42,9 +42,9 @@ def method_name(method_run: MethodRunDir) -> str:
 def table2_markdown(run: RunDir) -> str:
     """Table 2 with one row per finished method run of `run` (those with a `metrics.json`)."""
     from l2emg.continual.report import method_label
-    from l2emg.eval.report import table2_header, table2_row
+    from l2emg.eval.table2 import FR_NOTE, markdown_table, values_from_metrics
 
-    rows = []
+    rows = {}
     for method_run in run.finished_method_runs():
         if not method_run.metrics_path.exists():
             continue
@@ -53,10 +53,10 @@ def table2_markdown(run: RunDir) -> str:
         except (OSError, ValueError):
             continue
         if isinstance(metrics, dict):
-            rows.append(table2_row(f"{method_label(method_name(method_run))} ({method_run.name})", metrics))
+            rows[f"{method_label(method_name(method_run))} ({method_run.name})"] = values_from_metrics(metrics)
     if not rows:
         return "No finished method run with a report in this run yet."
-    return "\n".join([table2_header(), *rows]) + "\n\nFR in percentage points of top-1 R-Precision, as the paper prints it."
+    return markdown_table(rows) + "\n\n" + FR_NOTE
 
 
 def bench_markdown(run: RunDir) -> str | None:

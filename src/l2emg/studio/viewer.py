@@ -4,7 +4,7 @@
     page = viewer_page(payload, static="./gradio_api/file=/…/l2emg/studio/static")
     html = viewer_iframe(page)                                  # what the Gradio HTML component shows
 
-The page draws each motion as bones (cylinders coloured by kinematic chain, as `motion/render.py`
+The page draws each motion as bones (cylinders coloured by kinematic chain, as `motion/render/`
 colours its GIFs: left limbs blue, right limbs red, spine grey), joints and a head on a floor grid,
 with the root's path on the floor; several motions stand side by side on one timeline (a shorter
 one holds its last frame), each labelled. The user orbits / zooms / pans (OrbitControls), plays,

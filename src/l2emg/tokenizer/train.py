@@ -40,6 +40,7 @@ from l2emg.tokenizer.vqvae import VQVAE
 from l2emg.tokenizer.windows import FeatureBank, WindowSampler, fixed_windows
 from l2emg.utils.io import atomic_write_bytes, load_json, save_json
 from l2emg.utils.progress import progress_bar
+from l2emg.utils.schedule import make_optimizer, make_scheduler, step_decay
 from l2emg.utils.seeding import seeded_generator
 
 STATE_FILE = "train_state.safetensors"
@@ -53,8 +54,7 @@ VAL_SEED_OFFSET = 12345  # validation windows use their own generator (seed + th
 
 def learning_rate(cfg: TokenizerConfig, step: int) -> float:
     """lr at optimisation step `step` (0-based): linear warm-up, then × gamma at each decay step."""
-    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    return lr * cfg.lr_decay_gamma ** sum(step >= s for s in cfg.lr_decay_steps)
+    return step_decay(step, cfg.warmup_steps, cfg.lr_decay_steps, cfg.lr_decay_gamma, peak=cfg.lr)
 
 
 def feature_bounds(bank: FeatureBank) -> dict[str, float]:
@@ -243,13 +243,16 @@ def train_tokenizer(
 
     torch.manual_seed(cfg.seed)
     model = VQVAE(cfg).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model.parameters(), cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     generator = seeded_generator(cfg.seed)
     step = 0
     log: dict[str, Any] = {"history": [], "pending": {}, "elapsed_s": 0.0}
     state_path = out / STATE_FILE
     if state_path.exists():
         step, log = load_train_state(state_path, cfg, model, optimizer, generator, fingerprint)
+    # the lr of `step` (the same `step_decay` as `learning_rate`), also when resuming at a checkpoint's step
+    scheduler = make_scheduler(optimizer, "step", warmup=cfg.warmup_steps, milestones=cfg.lr_decay_steps,
+                               gamma=cfg.lr_decay_gamma, form="peak", start=step)
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.time() - float(log.get("elapsed_s", 0.0))
@@ -259,8 +262,6 @@ def train_tokenizer(
         while step < cfg.iterations:
             if stop_after is not None and step >= stop_after:
                 return {"steps": step, "stopped": True}
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
             batch = sampler.sample(generator)  # (B, window, 263)
             output = model(batch, generator=generator)
             terms = tokenizer_loss(
@@ -271,6 +272,7 @@ def train_tokenizer(
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
+            scheduler.step()
             step += 1
 
             values = (terms.total, terms.reconstruction, terms.velocity, terms.joints, terms.heading, terms.commitment,

@@ -14,8 +14,13 @@ loop, the data, checkpoints and evaluation:
 
 `adapter_state()` / `load_adapter_state()` save and restore everything the method trained (safetensors
 tensors), `structure()` / `restore_structure()` the JSON needed to rebuild the modules before loading
-(e.g. how many experts exist). Adding a method touches one new file and one registry line
-(`l2emg.continual.methods.METHODS`).
+(e.g. how many experts exist).
+
+A method's identity is declared on its class and nowhere else: `name` (what `--method` takes), `label`
+(tables and reports), `paper_row` (the row of the paper's Table 2 it reproduces) and `options` (its
+Config section's model). The registry (`l2emg.continual.methods`, `register_method`) derives the
+labels, the paper table by method and the Config sections from them; see its docstring for the steps
+of adding a method.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2emg.config import Config
+from l2emg.config import Config, MethodOptions
+from l2emg.errors import ConfigError
 from l2emg.lm.generate import GenerationInputs
 from l2emg.lm.motion_lm import MotionLM
 
@@ -42,13 +48,26 @@ class ScenarioContext:
 
 
 class ContinualMethod(nn.Module):
-    name: str = "base"
+    # -- identity: each registered class declares name, label and paper_row itself (not inherited) ---
+    name: str = "base"  # the registry name: `l2emg train --method NAME`, run folders, checkpoints
+    label: str = ""  # the name tables and reports print ("ES-MoE")
+    # The row of the paper's Table 2 this method reproduces: a row key of `l2emg.eval.paper_table2`;
+    # None: the paper has no row for it.
+    paper_row: str | None = None
+    # Its options model: the Config section it reads (`MethodOptions.section`), or None. On an instance,
+    # `self.options` is that section's values in the method's config.
+    options: type[MethodOptions] | None = None
     # Non-continual upper bound: trained once on the union of every scenario's training data.
     joint_training: bool = False
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__()
         self.config = config
+        model = type(self).options
+        if model is not None and not isinstance(getattr(config, model.section, None), model):
+            raise ConfigError(f"method {self.name!r} reads the config section {model.section!r}, which this "
+                              f"config lacks (it was loaded before the method was registered)")
+        self.options = None if model is None else getattr(config, model.section)
         self.lm = lm
         self.model = lm.model  # the HF causal LM (frozen backbone + whatever the method injects)
         # Tensors of the pretrained backbone: never part of a method's saved state (the motion

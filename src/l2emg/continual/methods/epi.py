@@ -55,7 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.config import Config
+from l2emg.config import Config, EPIConfig
 from l2emg.continual.examples import UNLABELLED
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.errors import CheckpointError, ConfigError
@@ -92,10 +92,12 @@ class _ScenarioStats(nn.Module):
 
 class EPI(ContinualMethod):
     name = "epi"
+    label = "EPI"
+    paper_row = "epi"
+    options = EPIConfig
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__(config, lm)
-        self.options = config.epi
         text = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
             else self.model.config
         self.layers = int(text.num_hidden_layers)

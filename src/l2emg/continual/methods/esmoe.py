@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.config import Config
+from l2emg.config import Config, ESMoEConfig
 from l2emg.continual.lora import ExpertEmbedding, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
@@ -60,13 +60,15 @@ UNLABELLED = -100
 
 class ESMoE(ContinualMethod):
     name = "esmoe"
+    label = "ES-MoE"
+    paper_row = "esmoe"
+    options = ESMoEConfig
     use_cged: bool = True
     use_samoe: bool = True
     use_emotion_loss: bool = True
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__(config, lm)
-        self.options = config.esmoe
         self.emotion_weight = float(self.options.emotion_weight) if self.use_cged and self.use_emotion_loss else 0.0
         self.current = 0  # the expert being trained (the scenario step)
 
@@ -356,6 +358,8 @@ class ESMoEWithoutCGED(ESMoE):
     """Ablation: no emotion decoupling — the gate reads pooled plain prompt embeddings, no L_emo."""
 
     name = "esmoe_wo_cged"
+    label = "w/o CGED"
+    paper_row = "esmoe_wo_cged"
     use_cged = False
 
 
@@ -363,6 +367,8 @@ class ESMoEWithoutSAMoE(ESMoE):
     """Ablation: one LoRA trained sequentially (SeqLoRA) with CGED and L_emo kept."""
 
     name = "esmoe_wo_samoe"
+    label = "w/o SAMoE"
+    paper_row = "esmoe_wo_samoe"
     use_samoe = False
 
 
@@ -370,4 +376,6 @@ class ESMoEWithoutLemo(ESMoE):
     """Ablation: λ = 0 — CGED and the gate without the emotion loss (no classifier)."""
 
     name = "esmoe_wo_lemo"
+    label = "w/o L_emo"
+    paper_row = "esmoe_wo_lemo"
     use_emotion_loss = False

@@ -37,10 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.config import Config
+from l2emg.config import LwFConfig
 from l2emg.continual.lora import inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
-from l2emg.lm.motion_lm import MotionLM
 from l2emg.lm.prompts import IGNORE_INDEX
 from l2emg.utils.seeding import seeded_generator
 
@@ -67,10 +66,9 @@ def distillation_kl(student_logits: Tensor, teacher_logits: Tensor, labels: Tens
 
 class LwFLoRA(ContinualMethod):
     name = "lwf"
-
-    def __init__(self, config: Config, lm: MotionLM):
-        super().__init__(config, lm)
-        self.options = config.lwf
+    label = "LwF-LoRA"
+    paper_row = "lwf"
+    options = LwFConfig
 
     # -- set-up / lifecycle -------------------------------------------------------------------------
     def setup(self) -> None:

@@ -8,4 +8,6 @@ from l2emg.continual.methods.seqlora import SeqLoRA
 
 class MTL(SeqLoRA):
     name = "mtl"
+    label = "MTL"
+    paper_row = "mtl"
     joint_training = True

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2emg.config import Config
+from l2emg.config import Config, OLoRAConfig
 from l2emg.continual.lora import ExpertBank, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.lm.motion_lm import MotionLM
@@ -61,10 +61,12 @@ def new_lora_norm(bank: ExpertBank, new: int) -> Tensor:
 
 class OLoRA(ContinualMethod):
     name = "olora"
+    label = "O-LoRA"
+    paper_row = "olora"
+    options = OLoRAConfig
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__(config, lm)
-        self.options = config.olora
         self.current = 0
 
     # -- set-up / lifecycle -------------------------------------------------------------------------

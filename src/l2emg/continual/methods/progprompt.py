@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2emg.config import Config
+from l2emg.config import Config, ProgPromptConfig
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.errors import CheckpointError
 from l2emg.lm.generate import GenerationInputs
@@ -60,10 +60,12 @@ class ResidualMLP(nn.Module):
 
 class ProgressivePrompts(ContinualMethod):
     name = "progprompt"
+    label = "ProgPrompt"
+    paper_row = "progprompt"
+    options = ProgPromptConfig
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__(config, lm)
-        self.options = config.progprompt
         self.prompts = nn.ParameterList()  # P_1 … P_T, each (n, d); index i = scenario i
         self.mlp: ResidualMLP | None = None  # the current scenario's reparameterisation (until folded)
         self.current = 0

@@ -77,7 +77,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.config import Config
+from l2emg.config import Config, SAPTConfig
 from l2emg.continual.lora import ExpertEmbedding, inject_experts_from_config
 from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.data.stream import INSTRUCTION
@@ -141,10 +141,12 @@ class SAPTGate(nn.Module):
 
 class SAPT(ContinualMethod):
     name = "sapt"
+    label = "SAPT"
+    paper_row = "sapt"
+    options = SAPTConfig
 
     def __init__(self, config: Config, lm: MotionLM):
         super().__init__(config, lm)
-        self.options = config.sapt
         self.current = 0
         self.reflection_sizes: list[tuple[int, int]] = []  # per stored scenario: (pseudo prompts, longest)
 

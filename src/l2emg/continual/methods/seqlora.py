@@ -12,6 +12,8 @@ from l2emg.utils.seeding import seeded_generator
 
 class SeqLoRA(ContinualMethod):
     name = "seqlora"
+    label = "SeqLoRA"
+    paper_row = "seqlora"
 
     def setup(self) -> None:
         self.bank = inject_experts_from_config(self.model, self.config.lora)

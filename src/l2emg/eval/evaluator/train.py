@@ -31,7 +31,7 @@ from l2emg.eval.evaluator.net import MIN_FRAMES, EvaluatorNet, evaluator_statist
 from l2emg.eval.text_encoder import FrozenTextEncoder
 from l2emg.labels import EMOTIONS
 from l2emg.utils.progress import progress_bar
-from l2emg.utils.schedule import warmup_cosine
+from l2emg.utils.schedule import make_optimizer, make_scheduler
 
 
 def info_nce(text: torch.Tensor, motion: torch.Tensor, temperature: float,
@@ -144,11 +144,11 @@ def train_evaluator_on(config: Config, dataset: Any, out_dir: str | Path, progre
     train_lengths = np.array([len(f) for f in train_features])
     eval_std = stats["std"]
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg.lr, weight_decay=cfg.weight_decay)
     batch_size = min(cfg.batch_size, len(train))
     steps_per_epoch = max(1, len(train) // batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, cfg.warmup_steps))
+    scheduler = make_scheduler(optimizer, "warmup_cosine", total=total_steps, warmup=cfg.warmup_steps)
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
     step = 0

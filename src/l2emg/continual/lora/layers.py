@@ -1,25 +1,17 @@
-"""LoRA experts on the linear and embedding layers of any Hugging Face causal LM, one fused product.
+"""Expert layers: a frozen `nn.Linear` or `nn.Embedding` plus a growable bank of LoRA experts, one fused product.
 
-Three parts, kept apart as in PEFT:
+`ExpertLinear` wraps one frozen `nn.Linear` (kept untouched as `.base`) and holds a bank of LoRA
+experts for it: expert e is the pair A_e (r, in), B_e (out, r). Its output is
 
-- `ExpertLinear` wraps one frozen `nn.Linear` (kept untouched as `.base`) and holds a bank of LoRA
-  experts for it: expert e is the pair A_e (r, in), B_e (out, r). Its output is
+    y = base(x) + (alpha / r) · Σ_e w[b, e] · B_e A_e x
 
-      y = base(x) + (alpha / r) · Σ_e w[b, e] · B_e A_e x
-
-  computed as ONE low-rank product: the active experts' A's are stacked to (K·r, in) and their B's
-  to (out, K·r), so the mixture costs two matrix products whatever the number of experts.
-  `ExpertEmbedding` does the same for an `nn.Embedding` (the input token embeddings): "in" is the
-  vocabulary, A_e x is a column lookup A_e[:, id] instead of a product (PEFT's `lora_embedding_A/B`;
-  as there, A starts at zero and B Gaussian, and no dropout is applied to token ids). Both are
-  `ExpertLayer`s: routing, merging, saving and the per-sample expert selection are shared.
-- `RoutingState` is the gate shared by every wrapped layer of a model: one weight vector per sample
-  (as SAPT does), set once before the forward, read by all layers.
-- `inject_experts(model, targets, …)` swaps the targeted `nn.Linear`s / `nn.Embedding`s of a model
-  for `ExpertLinear`s / `ExpertEmbedding`s (with per-layer-kind ranks, PEFT's `rank_pattern` /
-  `alpha_pattern`), freezes the model, and returns an `ExpertBank`: the handle through which
-  methods add, freeze, route and merge experts (a method's checkpoint, `l2emg.continual.checkpoint`,
-  saves them with the rest of its state).
+computed as ONE low-rank product: the active experts' A's are stacked to (K·r, in) and their B's
+to (out, K·r), so the mixture costs two matrix products whatever the number of experts.
+`ExpertEmbedding` does the same for an `nn.Embedding` (the input token embeddings): "in" is the
+vocabulary, A_e x is a column lookup A_e[:, id] instead of a product (PEFT's `lora_embedding_A/B`;
+as there, A starts at zero and B Gaussian, and no dropout is applied to token ids). Both are
+`ExpertLayer`s: routing (a shared `RoutingState`, `l2emg.continual.lora.routing`), merging, saving
+and the per-sample expert selection are shared.
 
 Storage choice: every expert is its own (A, B) Parameter pair, and freezing is `requires_grad`.
 A frozen expert then gets no gradient at all, so no optimizer (not even one with weight decay or
@@ -41,26 +33,15 @@ sequences; not one decoding step, where the fused product is 2–25× faster per
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2emg.errors import ConfigError
+from l2emg.continual.lora.routing import RoutingState
 
-__all__ = [
-    "ExpertBank",
-    "ExpertEmbedding",
-    "ExpertLayer",
-    "ExpertLinear",
-    "RoutingState",
-    "inject_experts",
-    "inject_experts_from_config",
-]
-
-
+__all__ = ["GATHER_COST", "ExpertEmbedding", "ExpertLayer", "ExpertLinear"]
 
 # What gathering one value of a sample's own A or B costs, in multiply-adds of the fused product.
 # Measured on the 2-core CPU at K = 8, k = 2: a q_proj layer's crossover lies near 20 tokens in
@@ -69,45 +50,6 @@ __all__ = [
 # faster fused (benchmarks/expert_bank.py). 64 sits between; either side of a crossover the two paths
 # differ by a few percent.
 GATHER_COST = 64
-
-
-class RoutingState:
-    """The expert weights of the current batch, shared by every `ExpertLayer` of one bank.
-
-    `weights` is None (no routing: all weight on the newest expert — plain LoRA), a (E,) vector used
-    for every sample, or a (B, E) matrix with one gate vector per sample. The weights stay fixed
-    for as long as they are set, e.g. across all decoding steps of a batch with a KV cache.
-    """
-
-    def __init__(self) -> None:
-        self.weights: Tensor | None = None  # None | (E,) | (B, E)
-        self.used: tuple[int, ...] = ()  # experts with a non-zero weight for some sample
-        self._rows: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}  # `row_selection` results
-
-    def set(self, weights: Tensor | None) -> None:
-        self._rows = {}
-        if weights is None:
-            self.weights, self.used = None, ()
-            return
-        if weights.dim() not in (1, 2):
-            raise ValueError(f"routing weights must have shape (E,) or (B, E), got {tuple(weights.shape)}")
-        nonzero = (weights.detach() != 0).reshape(-1, weights.shape[-1]).any(dim=0)  # (E,)
-        self.weights = weights
-        self.used = tuple(int(i) for i in torch.nonzero(nonzero).flatten().tolist())  # one host sync
-
-    def row_selection(self, experts: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-        """For per-sample (B, E) weights: each sample's experts among `experts` that carry weight, as
-        positions into `experts` (B, k) and their weights (B, k), k = the most any one sample uses
-        (a sample with fewer is padded with zero-weight picks). Computed once per routing (one host
-        sync) and shared by every layer of the bank."""
-        if experts not in self._rows:
-            assert self.weights is not None and self.weights.dim() == 2
-            index = torch.tensor(experts, device=self.weights.device, dtype=torch.long)
-            sub = self.weights.index_select(1, index)  # (B, K)
-            k = max(int((sub.detach() != 0).sum(-1).max()), 1)
-            positions = sub.detach().abs().topk(k, dim=-1).indices  # (B, k)
-            self._rows[experts] = (positions, sub.gather(1, positions))
-        return self._rows[experts]
 
 
 class ExpertLayer(nn.Module):
@@ -481,202 +423,3 @@ class ExpertEmbedding(ExpertLayer):
 
     def _as_weight(self, delta: Tensor) -> Tensor:
         return delta.t()  # (V, d)
-
-
-class ExpertBank:
-    """Handle on every `ExpertLayer` injected into one model: experts are added, frozen, routed,
-    merged, saved and loaded for all layers at once. Expert indices are shared by all layers.
-
-    `rank` / `alpha` are the bank's defaults; `rank_pattern` / `alpha_pattern` ({target: value}) the
-    layer kinds that differ (e.g. a wider expert on the embeddings)."""
-
-    def __init__(self, layers: Mapping[str, ExpertLayer], routing: RoutingState, target_modules: Sequence[str],
-                 rank_pattern: Mapping[str, int] | None = None, alpha_pattern: Mapping[str, float] | None = None
-                 ) -> None:
-        if not layers:
-            raise ValueError("an ExpertBank needs at least one layer")
-        self.layers: dict[str, ExpertLayer] = dict(layers)
-        self.routing_state = routing
-        self.target_modules = list(target_modules)
-        self.rank_pattern = {k: int(v) for k, v in (rank_pattern or {}).items()}
-        self.alpha_pattern = {k: float(v) for k, v in (alpha_pattern or {}).items()}
-        plain = [layer for name, layer in self.layers.items()
-                 if not any(_matches(name, t) for t in [*self.rank_pattern, *self.alpha_pattern])]
-        first = plain[0] if plain else next(iter(self.layers.values()))
-        self.rank, self.alpha, self.scaling = first.rank, first.alpha, first.scaling
-
-    @property
-    def input_embedding(self) -> "ExpertEmbedding | None":
-        """The bank's layer on the input token embeddings, if it has one."""
-        return next((layer for layer in self.layers.values() if isinstance(layer, ExpertEmbedding)), None)
-
-    # -- experts ------------------------------------------------------------------------------------
-    @property
-    def num_experts(self) -> int:
-        return next(iter(self.layers.values())).num_experts
-
-    @property
-    def trainable_experts(self) -> tuple[int, ...]:
-        return next(iter(self.layers.values())).trainable_experts
-
-    def add_expert(self, trainable: bool = True, generator: torch.Generator | None = None) -> int:
-        """Add one expert to every layer (B = 0, so the model output is unchanged); return its index.
-
-        Clears the routing. Other experts keep their trainability; call `set_trainable` to freeze them. Pass a seeded
-        `generator` for an initialisation that is identical across processes."""
-        self.clear_routing()  # a routing set for E experts is meaningless for E + 1
-        indices = {layer.add_expert(trainable, generator) for layer in self.layers.values()}
-        assert len(indices) == 1, "layers of one bank disagree on the number of experts"
-        return indices.pop()
-
-    @torch.no_grad()
-    def copy_expert(self, source: int, target: int) -> None:
-        """Make expert `target` a copy of expert `source` (A and B in every layer); trainability unchanged."""
-        for layer in self.layers.values():
-            for src, dst in zip(layer.expert_parameters(source), layer.expert_parameters(target)):
-                dst.copy_(src)
-
-    def set_trainable(self, expert_ids: Iterable[int]) -> None:
-        """Exactly the listed experts train (A and B in every layer); every other expert is frozen."""
-        ids = list(expert_ids)
-        for layer in self.layers.values():
-            layer.set_trainable(ids)
-
-    def expert_parameters(self, expert_id: int) -> list[nn.Parameter]:
-        """The A and B of one expert in every layer."""
-        params: list[nn.Parameter] = []
-        for layer in self.layers.values():
-            params.extend(layer.expert_parameters(expert_id))
-        return params
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for e in self.trainable_experts for p in self.expert_parameters(e)]
-
-    def num_trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
-
-    def num_parameters(self, expert_id: int | None = None) -> int:
-        """Parameters of one expert (all layers), or of all experts when expert_id is None."""
-        ids = range(self.num_experts) if expert_id is None else [expert_id]
-        return sum(p.numel() for e in ids for p in self.expert_parameters(e))
-
-    # -- routing ------------------------------------------------------------------------------------
-    def set_routing(self, weights: Tensor | None) -> None:
-        """Route the next forwards: (B, E) one gate vector per sample, (E,) the same for all, or None
-        (all weight on the newest expert). Set once; every layer reads it. Zero weights skip experts."""
-        if weights is not None:
-            if self.merged:
-                raise RuntimeError("experts are merged into the base weights; unmerge() before routing a batch")
-            if weights.dim() not in (1, 2) or weights.shape[-1] != self.num_experts:
-                raise ValueError(
-                    f"routing weights must have shape (E,) or (B, E) with E = {self.num_experts} experts, "
-                    f"got {tuple(weights.shape)}")
-        self.routing_state.set(weights)
-
-    def clear_routing(self) -> None:
-        self.routing_state.set(None)
-
-    @contextmanager
-    def routing(self, weights: Tensor | None) -> Iterator[None]:
-        """`with bank.routing(w): model(...)` — sets the routing and clears it afterwards."""
-        self.set_routing(weights)
-        try:
-            yield
-        finally:
-            self.clear_routing()
-
-    # -- merging ------------------------------------------------------------------------------------
-    @property
-    def merged(self) -> bool:
-        return any(layer.merged for layer in self.layers.values())
-
-    def merge(self, weights: Tensor | Sequence[float]) -> None:
-        """Fold Σ_e w_e·scaling·B_e A_e into every base weight (single-prompt inference).
-
-        weights: (E,) or (1, E). Merging again replaces the previous merge."""
-        w = torch.as_tensor(weights).detach()
-        if w.dim() == 2 and w.shape[0] == 1:
-            w = w[0]
-        if w.shape != (self.num_experts,):
-            raise ValueError(f"merge weights must have shape ({self.num_experts},) or (1, {self.num_experts}), "
-                             f"got {tuple(w.shape)}")
-        self.clear_routing()
-        for layer in self.layers.values():
-            layer.merge(w)
-
-    def unmerge(self) -> None:
-        """Restore every base weight exactly."""
-        for layer in self.layers.values():
-            layer.unmerge()
-
-
-def _matches(name: str, target: str) -> bool:
-    return name == target or name.endswith("." + target)
-
-
-def _pattern_value(name: str, pattern: Mapping[str, float], default: float) -> float:
-    matches = [t for t in pattern if _matches(name, t)]
-    return pattern[max(matches, key=len)] if matches else default
-
-
-def inject_experts(
-    model: nn.Module,
-    target_modules: Sequence[str],
-    rank: int,
-    alpha: float,
-    dropout: float = 0.0,
-    init: str = "kaiming",
-    rank_pattern: Mapping[str, int] | None = None,
-    alpha_pattern: Mapping[str, float] | None = None,
-) -> ExpertBank:
-    """Wrap every `nn.Linear` or `nn.Embedding` whose qualified name ends with a target (e.g. `q_proj`
-    matches `model.layers.0.self_attn.q_proj`; `embed_tokens` and `lm_head` are the input and output
-    embeddings of a LLaMA) in an `ExpertLinear` / `ExpertEmbedding`, freeze every parameter of the
-    model, and return the bank. A layer matching a key of `rank_pattern` / `alpha_pattern` takes that
-    rank / alpha (PEFT's convention). The bank starts with no experts, so the model computes exactly
-    what it did.
-    """
-    if any(isinstance(m, ExpertLayer) for m in model.modules()):
-        raise ValueError(f"{type(model).__name__} already has injected experts")
-    targets = [t.strip().strip(".") for t in target_modules]
-    if not targets or any(not t for t in targets):
-        raise ConfigError(f"lora.target_modules: expected non-empty module names, got {list(target_modules)}")
-    layer_names = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))]
-    unmatched = [t for t in targets if not any(_matches(n, t) for n in layer_names)]
-    if unmatched:
-        leaves = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in layer_names))
-        raise ConfigError(
-            f"lora.target_modules: no nn.Linear or nn.Embedding of {type(model).__name__} is named like "
-            f"{unmatched}; its layer names end with {leaves[:12]} (e.g. {layer_names[:3]})")
-    chosen = [n for n in layer_names if any(_matches(n, t) for t in targets)]
-    for field, pattern in (("rank_pattern", rank_pattern or {}), ("alpha_pattern", alpha_pattern or {})):
-        stray = [k for k in pattern if not any(_matches(n, k) for n in chosen)]
-        if stray:
-            raise ConfigError(f"lora.{field}: {stray} match no targeted layer (targets: {targets})")
-    owners: dict[int, str] = {}
-    for name in chosen:  # tied weights (e.g. tie_word_embeddings): merging one would change the other
-        weight = model.get_submodule(name).weight
-        if id(weight) in owners:
-            raise ConfigError(f"lora.target_modules: {owners[id(weight)]} and {name} share one weight (tied "
-                              f"embeddings); target only one of them")
-        owners[id(weight)] = name
-    model.requires_grad_(False)
-    routing = RoutingState()
-    layers: dict[str, ExpertLayer] = {}
-    for name in chosen:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        base = getattr(parent, child)
-        kind = ExpertEmbedding if isinstance(base, nn.Embedding) else ExpertLinear
-        layer_rank = int(_pattern_value(name, rank_pattern or {}, rank))
-        layer_alpha = _pattern_value(name, alpha_pattern or {}, alpha)
-        wrapped = kind(base, layer_rank, layer_alpha, dropout, init, routing)
-        setattr(parent, child, wrapped)
-        layers[name] = wrapped
-    return ExpertBank(layers, routing, targets, rank_pattern, alpha_pattern)
-
-
-def inject_experts_from_config(model: nn.Module, config) -> ExpertBank:
-    """`inject_experts` with the fields of a `LoRAConfig`."""
-    return inject_experts(model, config.target_modules, config.rank, config.alpha, config.dropout, config.init,
-                          config.rank_pattern, config.alpha_pattern)

@@ -1,0 +1,231 @@
+"""`l2emg bench`'s report, written once every planned method run is finished (`l2emg.bench` decides when):
+
+    RUN/bench/table2.md     per split: Table 2 over the orders (mean ± 95 % CI) beside the paper's numbers,
+                            Kendall τ against the paper's ranking, the time taken; Figures 3 and 4
+    RUN/bench/table2.json   the same rows (schema: `l2emg.eval.table2`) + the run's profile and backbone,
+                            the machine and the date; with `export`, the same JSON copied there too
+    RUN/bench/figure3_fid_<split>_<method>.png, figure4.png + .gif/.mp4   (paths: `RunDir`)
+
+The tables and rows are drawn by `l2emg.eval.table2` (the one Table-2 writer). What stays here needs
+the method registry (floor 7: which methods are continual, Figure 3) or generates motions with the
+trained methods (Figure 4), so it lies on `bench.py`'s floor (docs/design.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from l2emg.config import Config
+from l2emg.continual.learned import read_learned
+from l2emg.errors import ConfigError
+from l2emg.eval import table2
+from l2emg.runs import MethodRunDir, RunDir
+from l2emg.utils.io import atomic_write_text, save_json
+
+
+class Planned(Protocol):
+    """One planned method run (`l2emg.bench.PlannedRun`)."""
+
+    method: str
+    split: str
+    order: int
+
+    @property
+    def name(self) -> str: ...
+
+
+def _continual(method: str) -> bool:
+    from l2emg.continual.methods import method_class
+
+    return not method_class(method).joint_training
+
+
+def method_runs(run: RunDir, planned: Sequence[Planned]) -> dict[str, dict[str, dict[int, MethodRunDir]]]:
+    """runs[split][method][order], in the plan's order; ConfigError for a method run that learned
+    scenarios after its stream (its row would not be the stream's)."""
+    runs: dict[str, dict[str, dict[int, MethodRunDir]]] = {}
+    for split in dict.fromkeys(p.split for p in planned):
+        for method in dict.fromkeys(p.method for p in planned):
+            for p in planned:
+                if p.split != split or p.method != method:
+                    continue
+                method_run = run.method_run(p.method, p.split, p.order)
+                if read_learned(method_run):
+                    raise ConfigError(f"{method_run.learned_path}: this method run learned scenarios after its "
+                                      f"stream (`l2emg learn`), so its row would not be the stream's; run the "
+                                      f"bench in a run folder without them")
+                runs.setdefault(split, {}).setdefault(method, {})[p.order] = method_run
+    return runs
+
+
+def backbone_name(run: RunDir, config: Config | None) -> str:
+    """The run's backbone as the benchmarks name it: lm.backbone's folder name (`Llama-2-7b-hf`) or the
+    packaged model (`smollm2-135m`); for the embedded tiny LLaMA `llama-<parameters>m` (`llama-4m` for
+    the default profile), from its warm-up record."""
+    if config is not None and config.lm.backbone:
+        return Path(config.lm.backbone).name or config.lm.backbone
+    parameters = run.stage_info("backbone").get("parameters") if run.manifest_path.exists() else None
+    if not parameters:
+        return "llama-embedded"
+    millions = parameters / 1e6
+    return f"llama-{round(millions)}m" if millions >= 1 else f"llama-{millions:.1g}m"
+
+
+def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = None) -> tuple[Path, list[Path]]:
+    """RUN/bench/table2.md + table2.json + Figure 3 heatmaps + Figure 4, from the finished method runs;
+    `export`: table2.json written there as well (atomically)."""
+    from l2emg.continual.methods import paper_table2
+    from l2emg.continual.report import method_label
+    from l2emg.utils.precision import machine
+
+    paper = paper_table2()  # by registry name: the row each method class declares
+    table = table2.collect(method_runs(run, planned), paper=paper)
+    orders = sorted({p.order for p in planned})
+    taus = table2.kendall(table, paper=paper)
+    times = {split: {p.name: table2.run_time(run.method_run(p.method, p.split, p.order))
+                     for p in planned if p.split == split}
+             for split in table.cells}
+    figures3 = figure3(run, planned, table)
+    figures4 = figure4(run, planned)
+    config = run.config() if run.config_path.exists() else None
+    profile = config.profile if config is not None else "?"
+    backbone = backbone_name(run, config)
+    names = [p.relative_to(run.bench_dir).as_posix() for p in figures3 + figures4]
+    labels = {p.method: method_label(p.method) for p in planned}
+    text = table2.bench_markdown(table, run=str(run.path), profile=profile, backbone=backbone, orders=orders,
+                                 taus=taus, times=times, labels=labels, figure3=names[:len(figures3)],
+                                 figure4=names[len(figures3):])
+    document = table2.bench_json(
+        table, profile=profile, backbone=backbone, machine=machine(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), taus=taus,
+        orders=orders, splits=list(table.cells), runs=[p.name for p in planned], time=times, figures=names)
+    save_json(run.bench_json_path, document)
+    if export is not None:
+        save_json(export, document)
+    atomic_write_text(run.bench_table_path, text)
+    return run.bench_table_path, figures3 + figures4
+
+
+def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable) -> list[Path]:
+    """FID heatmaps of ES-MoE and the best other continual method (by AR; by AF where no AR was
+    measured) per split, on the first planned order (each order has its own row/column sequence,
+    so matrices are not averaged)."""
+    from l2emg.continual.report import method_label
+    from l2emg.eval.continual_metrics import load_results
+    from l2emg.eval.report import plot_heatmap
+
+    paths = []
+    for split, rows in table.cells.items():
+        continual = [m for m in rows if _continual(m)]
+        others = [m for m in continual if not m.startswith("esmoe")]
+        chosen = [m for m in continual if m == "esmoe"]
+        if others:
+            chosen.append(max(others, key=lambda m: _by_ar(rows[m])))
+        for method in chosen:
+            p = next(q for q in planned if q.split == split and q.method == method)
+            perf = load_results(run.method_run(p.method, p.split, p.order).results_path)
+            if "fid" not in perf.matrices:
+                continue
+            title = f"{method_label(method)}, {split}, order {p.order}: FID"
+            paths.append(plot_heatmap(perf.matrices["fid"], perf.scenarios, title,
+                                      run.bench_figure3_path(split, method), lower_is_better=True))
+    return paths
+
+
+def _by_ar(row: dict[str, Any]) -> tuple[float, float]:
+    """Sort key: higher AR first, then lower AF (missing values last)."""
+    ar, af = row["AR"]["mean"], row["AF"]["mean"]
+    return (-math.inf if ar is None else ar, -math.inf if af is None else -af)
+
+
+def figure4(run: RunDir, planned: Sequence[Planned], captions: int = 3, seed: int = 0,
+            keyframes: int = 4, size: int = 120) -> list[Path]:
+    """The paper's Figure 4: the first `captions` test captions (one per emotion where possible) × every
+    continual method's final model on the first planned split and order, all generated with the same
+    seed; rows = captions, columns = methods. A PNG of keyframe strips and an animation of the same grid
+    (`preview.format`: gif or mp4). Returns [png, animation], or [] without a continual method."""
+    import io
+    import tempfile
+
+    from PIL import Image, ImageDraw
+
+    from l2emg.continual.checkpoint import restore_method
+    from l2emg.continual.report import method_label
+    from l2emg.data.reader import load_dataset
+    from l2emg.lm.generate import codes_to_motion
+    from l2emg.lm.motion_lm import MotionLM
+    from l2emg.motion.render import render_grid, render_keyframes
+    from l2emg.tokenizer.api import MotionTokenizer
+    from l2emg.utils.io import atomic_write_bytes
+
+    chosen: list[Planned] = []
+    for p in planned:
+        if _continual(p.method) and p.split == planned[0].split and p.method not in {q.method for q in chosen}:
+            chosen.append(min((q for q in planned if q.method == p.method and q.split == p.split), key=lambda q: q.order))
+    if not chosen:
+        return []
+    config = run.config()
+    dataset = load_dataset(run.data_dir)
+    picks, emotions = [], set()
+    for record in dataset.split("test"):
+        if record.emotion not in emotions:
+            picks.append(record.captions[0].text)
+            emotions.add(record.emotion)
+        if len(picks) == captions:
+            break
+    motion_tokenizer = MotionTokenizer.from_pretrained(run.tokenizer_dir)
+    motions: dict[str, list[np.ndarray]] = {}  # method -> one motion per caption
+    for p in chosen:
+        method_run = run.method_run(p.method, p.split, p.order)
+        method_name, checkpoint = method_run.final_checkpoint()
+        lm = MotionLM.load(run.lm_dir, dtype=config.lm.dtype)
+        method = restore_method(method_name, _method_config(method_run), lm, checkpoint)
+        codes = lm.generate(picks, max_codes=config.lm.max_codes, greedy=False,
+                            temperature=config.train.eval_temperature, top_k=config.train.eval_top_k,
+                            batch_size=len(picks), seed=seed, prepare=method.prepare_generation,
+                            precision=config.lm.precision)
+        motions[p.method] = codes_to_motion(motion_tokenizer, codes)[1]
+
+    # The keyframe strips: a header of method names over one column per method, a row per caption.
+    cells: list[list[Image.Image]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, caption in enumerate(picks):
+            row = []
+            for p in chosen:
+                path = render_keyframes(motions[p.method][k], Path(tmp) / f"{p.method}_{k}.png", n=keyframes,
+                                        caption=caption, size=size)
+                with Image.open(path) as image:
+                    row.append(image.convert("RGB"))
+            cells.append(row)
+    header, pad = 20, 6
+    cell_w = max(im.width for row in cells for im in row)
+    cell_h = max(im.height for row in cells for im in row)
+    canvas = Image.new("RGB", (len(chosen) * (cell_w + pad), header + len(picks) * (cell_h + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, p in enumerate(chosen):
+        draw.text((j * (cell_w + pad) + pad, 4), method_label(p.method), fill="black")
+    for k, row in enumerate(cells):
+        for j, image in enumerate(row):
+            canvas.paste(image, (j * (cell_w + pad), header + k * (cell_h + pad)))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(run.bench_figure4_path, buffer.getvalue())
+
+    # The same grid animated (render_grid writes atomically).
+    animation = render_grid([motions[p.method][k] for k in range(len(picks)) for p in chosen],
+                            [caption for caption in picks for _ in chosen],
+                            run.bench_figure4_animation_path(config.preview.format), ncols=len(chosen),
+                            fps=config.preview.fps, size=config.preview.size,
+                            titles=[method_label(p.method) for _ in picks for p in chosen])
+    return [run.bench_figure4_path, animation]
+
+
+def _method_config(method_run: MethodRunDir) -> Config:
+    from l2emg.config import read_saved_config
+
+    return read_saved_config(method_run.config_path)
