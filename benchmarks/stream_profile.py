@@ -79,18 +79,24 @@ class PhaseClock:
         return timed
 
 
-def machine(threads: int) -> dict:
-    flags = set()
-    model = platform.processor()
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each /proc/cpuinfo key (empty where it cannot be read). Read here rather than
+    through `l2emg.utils.precision`, which the older checkouts this script times do not have."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return {"cpu": model, "flags_bf16": sorted(f for f in ("amx_bf16", "avx512_bf16") if f in flags),
+    return info
+
+
+def machine(threads: int) -> dict:
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    return {"cpu": info.get("model name") or platform.processor(),
+            "flags_bf16": sorted(f for f in ("amx_bf16", "avx512_bf16") if f in flags),
             "threads": threads, "cores": os.cpu_count(), "load": round(os.getloadavg()[0], 2)}
 
 
@@ -235,8 +241,7 @@ def flops(args: argparse.Namespace) -> dict:
     detail = next(iter(data["runs"][0]["details"].values()))
     mean_len = detail["train_tokens"] / max(1, detail["train_batches"]) / 32
     attention = 4 * cfg.num_hidden_layers * cfg.hidden_size * mean_len / 2
-    mhz = float(next((line.split(":")[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("cpu MHz")), "nan"))
+    mhz = float(_cpuinfo().get("cpu MHz") or "nan")
     data["flops"] = {"per_train_token": round(4 * linear + 2 * attention), "per_decode_token": round(2 * linear),
                      "linear_weights": linear, "mean_train_length": round(mean_len, 1), "cpu_mhz": mhz,
                      "peak_fp32_gflops_per_core": round(mhz * 64 / 1e3, 1),

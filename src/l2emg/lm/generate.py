@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -87,6 +88,7 @@ def cache_kwarg(model: nn.Module, cache) -> dict:
     return {name: cache}
 
 
+@lru_cache(maxsize=1)
 def _reserved_layer_class():
     """A `DynamicLayer` that writes new keys/values into storage reserved for `capacity` positions and
     returns views of the filled part, instead of concatenating the whole cache at every step (on the

@@ -96,15 +96,20 @@ def _fp32_attention(*tensors: torch.Tensor) -> bool:
     return autocast_bf16 or any(t.dtype == torch.bfloat16 for t in tensors)
 
 
+def _float32(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None):
+    """query, key, value and a float mask in float32 (a boolean mask as it is)."""
+    if mask is not None and mask.is_floating_point():
+        mask = mask.float()
+    return query.float(), key.float(), value.float(), mask
+
+
 def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs) -> torch.Tensor:
     """`F.scaled_dot_product_attention`, computed in float32 when bf16 inputs are on a CPU."""
     if not _fp32_attention(query, key, value):
         return F.scaled_dot_product_attention(query, key, value, **kwargs)
-    mask = kwargs.get("attn_mask")
-    if mask is not None and mask.is_floating_point():
-        kwargs["attn_mask"] = mask.float()
+    *qkv, kwargs["attn_mask"] = _float32(query, key, value, kwargs.get("attn_mask"))
     with torch.autocast("cpu", enabled=False):
-        out = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), **kwargs)
+        out = F.scaled_dot_product_attention(*qkv, **kwargs)
     return out.to(value.dtype)
 
 
@@ -114,11 +119,8 @@ def _hf_cpu_attention(module, query, key, value, attention_mask, **kwargs):
 
     if not _fp32_attention(query, key, value):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    if attention_mask is not None and attention_mask.is_floating_point():
-        attention_mask = attention_mask.float()
     with torch.autocast("cpu", enabled=False):
-        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
-                                              **kwargs)
+        out, weights = sdpa_attention_forward(module, *_float32(query, key, value, attention_mask), **kwargs)
     return out.to(value.dtype), weights
 
 
