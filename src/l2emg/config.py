@@ -33,6 +33,10 @@ class DataConfig(Section):
     min_frames: int = Field(40, ge=8)
     max_frames: int = Field(196, ge=8)
     captions_per_motion: int = Field(3, ge=1)
+    emotion_style: str = Field("scenario", pattern="^(shared|scenario)$",
+                               description="how emotions look across scenarios: one signature everywhere (shared) "
+                               "or a shared core expressed in each scenario's own way (scenario; "
+                               "data/synth/emotions.py)")
     split_ratios: tuple[float, float, float] = (0.8, 0.05, 0.15)
     # (scenario, emotion) pairs kept out of training: they appear only in that scenario's test split,
     # so emotion transfer across scenarios can be measured.

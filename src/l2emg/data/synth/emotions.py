@@ -1,4 +1,4 @@
-"""Emotional body language: one signature per emotion, the same in every scenario, scaled by intensity.
+"""Emotional body language: one signature per emotion, scaled by intensity, expressed per scenario.
 
 An emotion acts on a motion in two ways:
 1. `EmotionStyle` — tempo, amplitude, stride, foot lift, bounce, crouch, sharpness: the action
@@ -14,17 +14,30 @@ Signatures (at intensity 1; intensity k in [0, 1] scales them, neutral is the ba
 - fearful: crouched, shoulders raised, arms pulled in to the chest, tremor, glancing around.
 - surprised: leaning back, head up, arms flung up and out at a sudden onset, then recovering.
 - disgusted: head and torso turned away and leaning back, a warding-off hand, slower movements.
+
+Two data variants (`data.emotion_style`):
+- `shared`: the signature above, the same in every scenario (the benchmark before 2026-12-07).
+- `scenario` (the default): each emotion keeps its shared core (the signature's directions: which way
+  the spine, head and shoulders go, faster or slower) while every scenario expresses it in its own way
+  (`REGISTERS`, `scenario_accent`):
+  1. which body parts carry it and how strongly: gains on the trunk, head and arm parts of the
+     posture offsets and arm attitudes (a sad dancer's arms droop, a sad musician's head sinks);
+  2. how strong its dynamics are: the tempo / amplitude / stride / lift multipliers are raised to a
+     power (same direction, larger or smaller deviation) and bounce / crouch / stomp are scaled;
+  3. an accent of its own per (scenario, emotion): three channel offsets and one oscillating channel
+     (amplitude, frequency), drawn once from a fixed seed (`ACCENT_SEED`) — part of the benchmark's
+     definition, not of `data.seed`. docs/data.md shows one emotion across the eight scenarios.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from l2emg.data.synth.body import CH, BodyTrack
 from l2emg.data.synth.curves import smooth_noise, smoothstep
-from l2emg.labels import EMOTIONS
+from l2emg.labels import EMOTIONS, SCENARIOS
 from l2emg.motion.skeleton import FPS
 
 
@@ -78,6 +91,84 @@ _WARD_ARM = {"sh_flex": 60.0, "sh_abd": 10.0, "sh_twist": 35.0, "elbow": 75.0}
 ARM_KEYS = ("sh_flex", "sh_abd", "sh_twist", "elbow")
 
 
+EMOTION_STYLES = ("shared", "scenario")
+
+
+@dataclass(frozen=True)
+class Register:
+    """How one scenario carries emotion: gains on the posture offsets and arm attitudes of the trunk
+    (pelvis and spine), the head (neck) and the arms, and the power `dynamics` on the style's deviations."""
+
+    trunk: float = 1.0
+    head: float = 1.0
+    arms: float = 1.0
+    dynamics: float = 1.0
+
+
+# Hand-set per scenario (the accents below add what is specific to each emotion there).
+REGISTERS: dict[str, Register] = {
+    "Daily Life": Register(1.0, 1.0, 1.0, 1.0),        # the reference signature
+    "Sports": Register(0.6, 0.5, 1.3, 1.5),            # carried by tempo, stride and the arms
+    "Dance": Register(0.5, 0.8, 1.6, 1.2),             # carried by the arms
+    "Shows": Register(1.2, 1.5, 1.2, 0.8),             # played to an audience: head and chest
+    "Game": Register(1.4, 0.6, 0.8, 1.3),              # the trunk, in bursts
+    "Animation": Register(1.5, 1.5, 1.5, 1.5),         # exaggerated everywhere
+    "Instrument Play": Register(1.3, 1.6, 0.4, 0.5),   # arms are busy: head and trunk carry it
+    "Acrobatics": Register(0.4, 0.8, 1.0, 1.2),        # the trunk follows the figure: arms and dynamics
+}
+ACCENT_SEED = 20261207
+# Largest accent offset per channel (degrees); arm channels are set on both sides alike.
+_ACCENT_RANGE = {"root_pitch": 8.0, "root_roll": 6.0, "spine_flex": 22.0, "spine_lat": 14.0, "spine_twist": 18.0,
+                 "neck_flex": 25.0, "neck_lat": 18.0, "neck_turn": 25.0, "collar_elev": 14.0, "collar_prot": 14.0,
+                 "sh_flex": 30.0, "sh_abd": 30.0, "sh_twist": 30.0, "elbow": 45.0}
+_OSCILLATING = ("spine_lat", "spine_twist", "neck_lat", "neck_turn", "sh_flex", "sh_abd", "elbow")
+_TRUNK = ("root_pitch", "root_roll", "root_yaw", "spine_flex", "spine_lat", "spine_twist")
+
+
+def _region(channel: str) -> str:
+    base = channel[2:] if channel[:2] in ("l_", "r_") else channel
+    return "trunk" if base in _TRUNK else "head" if base.startswith("neck") else "arms"
+
+
+@dataclass(frozen=True)
+class Accent:
+    """A (scenario, emotion)'s own expression at intensity 1: constant offsets (degrees) on a few
+    channels and one channel oscillating with `amplitude` degrees at `frequency` Hz."""
+
+    offsets: tuple[tuple[str, float], ...]
+    channel: str
+    amplitude: float
+    frequency: float
+
+
+def scenario_accent(scenario: str, emotion: str) -> Accent | None:
+    """The accent of `emotion` in `scenario` (None for neutral), fixed by ACCENT_SEED."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    if emotion not in EMOTIONS:
+        raise ValueError(f"unknown emotion {emotion!r}")
+    if emotion == "neutral":
+        return None
+    rng = np.random.default_rng([ACCENT_SEED, SCENARIOS.index(scenario), EMOTIONS.index(emotion)])
+    names = list(_ACCENT_RANGE)
+    picked = rng.choice(len(names), size=3, replace=False)
+    offsets = tuple((names[i], float(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0) * _ACCENT_RANGE[names[i]]))
+                    for i in sorted(picked))
+    channel = _OSCILLATING[int(rng.integers(len(_OSCILLATING)))]
+    amplitude = float(rng.uniform(0.4, 0.8) * _ACCENT_RANGE[channel])
+    return Accent(offsets, channel, amplitude, float(rng.uniform(0.5, 2.5)))
+
+
+def scenario_style(style: "EmotionStyle", scenario: str) -> "EmotionStyle":
+    """The style's deviations from neutral raised to the scenario's `dynamics` power (multipliers) or
+    scaled by it (bounce, crouch, sharpness, stomp): same direction, scenario-specific strength."""
+    power = REGISTERS[scenario].dynamics
+    values = {key: float(getattr(style, key)) ** power for key in _MULTIPLIERS}
+    values.update({key: float(np.clip(getattr(style, key) * power, 0.0, 1.0 if key in ("sharpness", "stomp") else None))
+                   for key in ("bounce", "crouch", "sharpness", "stomp")})
+    return replace(style, **values)
+
+
 def sample_intensity(emotion: str, rng: np.random.Generator) -> float:
     """Neutral has intensity 0; other emotions are clearly expressed: k ~ U(0.55, 1)."""
     return 0.0 if emotion == "neutral" else float(rng.uniform(0.55, 1.0))
@@ -100,24 +191,44 @@ def _blend_arm(track: BodyTrack, side: str, target: dict[str, float], weight: np
 
 
 def express(track: BodyTrack, style: EmotionStyle, rng: np.random.Generator,
-            free_arms: tuple[str, ...], airborne: np.ndarray | None = None) -> BodyTrack:
+            free_arms: tuple[str, ...], airborne: np.ndarray | None = None,
+            scenario: str | None = None, accent_rng: np.random.Generator | None = None) -> BodyTrack:
     """Lay the emotion's posture, arm attitude and dynamics over a built action (in place).
 
     free_arms: the sides ("l", "r") whose arms the action does not need; they take the emotion's
     arm attitude fully, busy arms partly. airborne: (T,) bool, frames where the pelvis is in flight
-    (no crouch or bounce added there).
+    (no crouch or bounce added there). scenario: express the emotion in that scenario's register and
+    with its accent (the `scenario` data variant; None = the shared signature). accent_rng: the random
+    stream of the accent's phase (kept apart from `rng`, so both variants draw the same everything else).
     """
     k = style.intensity
     emotion = style.emotion
     num = track.num_frames
     t = np.arange(num) / FPS
     ground = np.ones(num) if airborne is None else 1.0 - airborne.astype(float)
+    register = REGISTERS[scenario] if scenario is not None else Register()
+    gain = {"trunk": register.trunk, "head": register.head, "arms": register.arms}
 
     def arm_weight(side: str) -> float:
-        return 1.0 if side in free_arms else 0.4
+        return min(1.0, (1.0 if side in free_arms else 0.4) * register.arms)
 
     for name, value in POSTURE[emotion].items():
-        track.add(name, k * value)
+        track.add(name, k * value * gain[_region(name)])
+    accent = scenario_accent(scenario, emotion) if scenario is not None else None
+    if accent is not None:
+        phase_rng = accent_rng if accent_rng is not None else rng
+        sides = ("l", "r")
+        for name, value in accent.offsets:
+            for channel in ([name] if _region(name) != "arms" else [f"{s}_{name}" for s in sides]):
+                busy = 1.0 if _region(channel) != "arms" or channel[0] in free_arms else 0.4
+                track.add(channel, k * value * busy)
+        phase = phase_rng.uniform(0.0, 2 * np.pi)
+        wave = k * accent.amplitude * np.sin(2 * np.pi * accent.frequency * t + phase)
+        if _region(accent.channel) == "arms":
+            for side in sides:
+                track.add(f"{side}_{accent.channel}", wave * (1.0 if side in free_arms else 0.4))
+        else:
+            track.add(accent.channel, wave)
 
     if emotion == "sad":
         track.pelvis[:, 1] -= style.crouch * ground

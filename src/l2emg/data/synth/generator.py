@@ -19,7 +19,7 @@ from l2emg.data.synth.actions import ACTIONS, ACTIONS_BY_SCENARIO
 from l2emg.data.synth.body import mirror_joints, pose_joints
 from l2emg.data.synth.captions import make_captions
 from l2emg.data.synth.context import BuildContext
-from l2emg.data.synth.emotions import emotion_style, express, sample_intensity
+from l2emg.data.synth.emotions import emotion_style, express, sample_intensity, scenario_style
 from l2emg.data.synth.rotations import rot_y
 from l2emg.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
 from l2emg.motion.skeleton import FPS
@@ -94,12 +94,17 @@ def synthesize(spec: MotionSpec, config: DataConfig) -> SynthMotion:
     action = ACTIONS[spec.action]
     intensity = sample_intensity(spec.emotion, rng)
     style = emotion_style(spec.emotion, intensity)
+    by_scenario = config.emotion_style == "scenario"
+    if by_scenario:  # same direction, the scenario's own strength (emotions.py, "Two data variants")
+        style = scenario_style(style, spec.scenario)
     # Per-person variation on top of the emotion: a little faster or slower, larger or smaller.
     style = replace(style, tempo=style.tempo * rng.uniform(0.9, 1.1), amplitude=style.amplitude * rng.uniform(0.88, 1.12))
     num_frames = _num_frames(action.seconds, config, rng)
     ctx = BuildContext(num_frames, rng, style)
     built = action.build(ctx)
-    express(built.track, style, rng, built.free_arms, built.airborne)
+    express(built.track, style, rng, built.free_arms, built.airborne,
+            scenario=spec.scenario if by_scenario else None,
+            accent_rng=np.random.default_rng([config.seed, spec.index, 31]) if by_scenario else None)
     joints = pose_joints(built.track)
 
     left_handed = bool(rng.uniform() < 0.5)
