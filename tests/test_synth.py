@@ -4,6 +4,7 @@ and measurable emotion signatures."""
 from __future__ import annotations
 
 import re
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -19,6 +20,7 @@ from l2emg.data.synth import (
     plan_motions,
     synthesize,
 )
+from l2emg.data.synth.body import CH
 from l2emg.data.synth.captions import EMOTION_EXPRESSIONS
 from l2emg.data.synth.generator import scenario_sizes
 from l2emg.labels import EMOTIONS, PAPER_SCENARIO_COUNTS, SCENARIOS
@@ -198,3 +200,57 @@ def test_emotion_signatures_are_measurable_in_every_scenario():
         assert sad[0] < happy[0] - 0.03, scenario          # head carried lower
         assert sad[1] < 0.8 * happy[1], scenario           # less and slower movement
         assert fearful[2] < neutral[2] - 0.02, scenario    # crouched
+
+
+# ---- the scenario-dependent emotion data (data.emotion_style) ----------------------------------------
+
+
+def _expression(scenario, emotion, style="scenario"):
+    """Channel offsets (C,) and the style an emotion at intensity 1 lays over a standing body in `scenario`."""
+    from l2emg.data.synth.body import standing_track
+    from l2emg.data.synth.emotions import emotion_style, express, scenario_style
+
+    track = standing_track(40)
+    before = track.channels.copy()
+    style_ = emotion_style(emotion, 1.0)
+    if style == "scenario":
+        style_ = scenario_style(style_, scenario)
+    express(track, style_, np.random.default_rng(0), ("l", "r"), scenario=scenario if style == "scenario" else None,
+            accent_rng=np.random.default_rng(1))
+    return (track.channels - before).mean(0), style_
+
+
+def test_scenario_emotion_data_is_deterministic_and_differs_from_shared_only_where_an_emotion_is():
+    shared = DataConfig(num_motions=112, max_frames=96, seed=0, emotion_style="shared")
+    scenario = shared.model_copy(update={"emotion_style": "scenario"})
+    specs = plan_motions(scenario)
+    assert specs == plan_motions(shared)
+    for i in (0, 5, 33, 57, 90, 111):
+        a, b, s = synthesize(specs[i], scenario), synthesize(specs[i], scenario), synthesize(specs[i], shared)
+        assert np.array_equal(a.joints, b.joints) and a.captions == b.captions
+        assert a.captions == s.captions and a.intensity == s.intensity   # labels and captions are the same
+        assert np.array_equal(a.joints, s.joints) == (specs[i].emotion == "neutral"), specs[i]
+
+
+def test_each_emotion_keeps_its_core_and_looks_different_in_every_scenario():
+    from l2emg.data.synth.emotions import POSTURE, scenario_accent
+
+    for emotion in EMOTIONS[1:]:
+        offsets = {s: _expression(s, emotion)[0] for s in SCENARIOS}
+        shared = _expression(SCENARIOS[0], emotion, style="shared")[0]
+        for scenario, vec in offsets.items():
+            accent = {name for name, _ in scenario_accent(scenario, emotion).offsets}
+            accent |= {scenario_accent(scenario, emotion).channel}
+            for name, value in POSTURE[emotion].items():   # the core: same direction wherever no accent acts
+                base = name[2:] if name[:2] in ("l_", "r_") else name
+                if base not in accent and abs(value) >= 5 and emotion not in ("fearful", "surprised", "disgusted"):
+                    assert np.sign(vec[CH[name]]) == np.sign(shared[CH[name]]), (emotion, scenario, name)
+        for a, b in itertools.combinations(SCENARIOS, 2):  # ... expressed differently in every scenario
+            assert np.abs(offsets[a] - offsets[b]).max() > 5.0, (emotion, a, b)
+    # neutral is neutral everywhere
+    assert all(np.abs(_expression(s, "neutral")[0]).max() == 0 for s in SCENARIOS)
+    # tempo keeps its direction and changes its strength
+    for emotion in ("happy", "sad", "angry"):
+        tempos = {s: _expression(s, emotion)[1].tempo for s in SCENARIOS}
+        assert len({round(t, 4) for t in tempos.values()}) > 1
+        assert all(np.sign(t - 1) == np.sign(tempos["Daily Life"] - 1) for t in tempos.values())

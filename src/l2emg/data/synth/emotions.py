@@ -66,6 +66,12 @@ _STYLE: dict[str, dict[str, float]] = {
     "disgusted": {"tempo": 0.82, "amplitude": 0.75, "stride": 0.85},
 }
 _MULTIPLIERS = ("tempo", "amplitude", "stride", "lift")
+# What a scenario may make of a style: within the extremes of the signatures above (physical plausibility).
+_RANGE: dict[str, tuple[float, float]] = {
+    key: (min([1.0] + [v[key] for v in _STYLE.values() if key in v]), max([1.0] + [v[key] for v in _STYLE.values() if key in v]))
+    for key in ("tempo", "amplitude", "stride", "lift", "bounce", "crouch", "sharpness", "stomp")}
+_RANGE.update({key: (0.0, max(v.get(key, 0.0) for v in _STYLE.values()))
+               for key in ("bounce", "crouch", "sharpness", "stomp")})
 
 # Full-intensity posture offsets (degrees), added to every frame.
 POSTURE: dict[str, dict[str, float]] = {
@@ -112,13 +118,14 @@ REGISTERS: dict[str, Register] = {
     "Dance": Register(0.5, 0.8, 1.6, 1.2),             # carried by the arms
     "Shows": Register(1.2, 1.5, 1.2, 0.8),             # played to an audience: head and chest
     "Game": Register(1.4, 0.6, 0.8, 1.3),              # the trunk, in bursts
-    "Animation": Register(1.5, 1.5, 1.5, 1.5),         # exaggerated everywhere
+    "Animation": Register(1.5, 1.5, 1.5, 1.3),         # exaggerated everywhere (dynamics 1.5: feet skated)
     "Instrument Play": Register(1.3, 1.6, 0.4, 0.5),   # arms are busy: head and trunk carry it
     "Acrobatics": Register(0.4, 0.8, 1.0, 1.2),        # the trunk follows the figure: arms and dynamics
 }
 ACCENT_SEED = 20261207
-# Largest accent offset per channel (degrees); arm channels are set on both sides alike.
-_ACCENT_RANGE = {"root_pitch": 8.0, "root_roll": 6.0, "spine_flex": 22.0, "spine_lat": 14.0, "spine_twist": 18.0,
+# Largest accent offset per channel (degrees); arm channels are set on both sides alike. The pelvis is
+# left alone (its tilt moves the legs' IK targets: feet skated).
+_ACCENT_RANGE = {"spine_flex": 22.0, "spine_lat": 14.0, "spine_twist": 18.0,
                  "neck_flex": 25.0, "neck_lat": 18.0, "neck_turn": 25.0, "collar_elev": 14.0, "collar_prot": 14.0,
                  "sh_flex": 30.0, "sh_abd": 30.0, "sh_twist": 30.0, "elbow": 45.0}
 _OSCILLATING = ("spine_lat", "spine_twist", "neck_lat", "neck_turn", "sh_flex", "sh_abd", "elbow")
@@ -163,8 +170,8 @@ def scenario_style(style: "EmotionStyle", scenario: str) -> "EmotionStyle":
     """The style's deviations from neutral raised to the scenario's `dynamics` power (multipliers) or
     scaled by it (bounce, crouch, sharpness, stomp): same direction, scenario-specific strength."""
     power = REGISTERS[scenario].dynamics
-    values = {key: float(getattr(style, key)) ** power for key in _MULTIPLIERS}
-    values.update({key: float(np.clip(getattr(style, key) * power, 0.0, 1.0 if key in ("sharpness", "stomp") else None))
+    values = {key: float(np.clip(float(getattr(style, key)) ** power, *_RANGE[key])) for key in _MULTIPLIERS}
+    values.update({key: float(np.clip(getattr(style, key) * power, *_RANGE[key]))
                    for key in ("bounce", "crouch", "sharpness", "stomp")})
     return replace(style, **values)
 
