@@ -129,8 +129,10 @@ def test_after_scenario_i_only_expert_i_and_key_i_changed(tokenizer):
     method.train()
     method.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
     trainable = {id(p) for p in method.trainable_parameters()}
+    old_part = method.cged.dictionary_parts[0]  # scenario 0's dictionary part is frozen with its scenario
     expected = {id(p) for p in [*method.bank.expert_parameters(1), method.gate.keys[1], *method.gate.query.parameters(),
-                                *method.cged.parameters(), method.emotion_scale, *method.classifier.parameters()]}
+                                *(p for p in method.cged.parameters() if p is not old_part), method.emotion_scale,
+                                *method.classifier.parameters()]}
     assert trainable == expected
     assert {id(p) for p in method.parameters() if p.requires_grad} == expected
     method.end_scenario(1, None)
@@ -144,6 +146,9 @@ def test_after_scenario_i_only_expert_i_and_key_i_changed(tokenizer):
     assert not torch.equal(key1_init, method.gate.keys[1])
     assert any(not torch.equal(a, b) for a, b in zip(query, method.gate.query.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(cged, method.cged.parameters()))
+    assert torch.equal(old_part, cged[[id(p) for p in method.cged.parameters()].index(id(old_part))])
+    drift = method.cged.dictionary_drift()
+    assert drift[0] > 0 and drift[-1] > 0  # each part moved in its own scenario (and part 0 not since)
     for name, value in method.model.state_dict().items():
         if name in backbone:
             assert torch.equal(backbone[name], value), name  # the frozen backbone never moves
@@ -159,16 +164,18 @@ def test_dictionary_is_built_from_the_current_scenario_only(tokenizer):
         return torch.stack([weight[e["input_ids"][: e["prompt_length"]]].mean(0) for e in examples]).numpy()
 
     feats_a, feats_b = features(ex_a), features(ex_b)
-    assert method.cged.dictionary.shape[0] == 0
+    assert method.cged.memory().shape[0] == 0
     train(method, 0, ex_a, updates=1)
-    after_a = method.cged.dictionary.clone()
+    after_a = method.cged.memory().detach().clone()
     seed = method.config.train.seed * 1000
-    assert torch.allclose(after_a, torch.from_numpy(kmeans_centroids(feats_a, 4, seed, 2)), atol=1e-5)
+    init_a = method.cged.dictionary_init.clone()  # the learnable dictionary starts at the K-means centroids
+    assert torch.allclose(init_a, torch.from_numpy(kmeans_centroids(feats_a, 4, seed, 2)), atol=1e-5)
+    assert not torch.equal(after_a, init_a)  # ... and learned in its scenario
     train(method, 1, ex_b, updates=1)
-    dictionary = method.cged.dictionary
+    dictionary = method.cged.memory().detach()
     assert method.cged.dictionary_sizes == [4, 4]
     assert torch.equal(dictionary[:4], after_a)  # scenario 0's centroids are kept as they were
-    new = dictionary[4:]
+    new = method.cged.dictionary_init[4:]
     assert torch.allclose(new, torch.from_numpy(kmeans_centroids(feats_b, 4, seed + 1, 2)), atol=1e-5)
     # every new centroid sits among scenario B's features: its nearest training feature is a B one
     both = torch.from_numpy(np.concatenate([feats_a, feats_b]))
@@ -244,16 +251,16 @@ def test_lm_and_emotion_losses_fall(tokenizer):
     batch = batch_of(method, examples)
     method.train()
     method.begin_scenario(0, ScenarioContext(0, "A", examples))
-    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=5e-3)
     first = method(batch)
-    for _ in range(20):
+    for _ in range(50):  # (the classifier reads the emotion through CGED's attentions only: slower than a shortcut)
         out = method(batch)
         out["loss"].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     last = method(batch)
     assert float(last["lm_loss"]) < 0.95 * float(first["lm_loss"])  # an untrained tiny LM learns slowly
-    assert float(last["emo_loss"]) < 0.5 * float(first["emo_loss"])
+    assert float(last["emo_loss"]) < 0.6 * float(first["emo_loss"])
     assert float(last["loss"].detach()) < float(first["loss"].detach())
     assert float(last["emotion_scale"]) != 0.0  # h entered the LLM
     unlabelled = dict(batch, emotion=torch.full_like(batch["emotion"], -100))
@@ -304,7 +311,8 @@ def test_checkpoint_round_trip(tokenizer, tmp_path, extra):
     fresh = make_method(tokenizer, seed=0, extra=extra)
     load_checkpoint(fresh, folder, "esmoe")
     assert fresh.bank.num_experts == 2 and fresh.gate.num_experts == 2
-    assert torch.equal(fresh.cged.dictionary, method.cged.dictionary)
+    assert torch.equal(fresh.cged.memory(), method.cged.memory())
+    assert torch.equal(fresh.cged.dictionary_init, method.cged.dictionary_init)
     for name, tensor in method.adapter_state().items():
         assert torch.equal(fresh.adapter_state()[name], tensor), name
     method.eval()
@@ -511,3 +519,95 @@ def test_expert_init_previous_starts_from_a_copy_and_leaves_the_old_expert_alone
     fresh.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
     for layer in fresh.bank.layers.values():  # A or B is zero in every layer: B A = 0
         assert any(torch.count_nonzero(f) == 0 for f in layer.expert_parameters(1))
+
+
+# ---- CGED as the paper builds it (issue 33) ---------------------------------------------------------------
+
+
+def test_cged_gradient_reaches_its_dictionary_projection_and_attentions_from_the_first_step(tokenizer):
+    method = make_method(tokenizer, mask_prob=0.0, emotion_weight=0.0, route_weight=0.0, reflection_weight=0.0)
+    assert method.options.emotion_init == "live" and float(method.emotion_scale.detach()) > 0
+    examples = examples_for(method, SCENARIO_A, "A")[:16]
+    method.train()
+    method.begin_scenario(0, ScenarioContext(0, "A", examples))
+    out = method(batch_of(method, examples))
+    assert float(out["emotion_delta"]) > 0.01  # h is in the LLM's input from the start
+    assert torch.equal(out["loss"].detach(), out["lm_loss"])
+    out["loss"].backward()  # the LLM's loss alone (no L_emo, no gate losses) reaches all of CGED
+    cged = method.cged
+    for name, param in [("dictionary", cged.dictionary_parts[0]), ("out_proj", cged.out_proj.weight),
+                        ("dict_key", cged.dict_key.weight), ("g_query", cged.g_query[0].weight),
+                        ("f_query", cged.f_query[0].weight), ("fuse", cged.fuse.weight), ("scale", method.emotion_scale)]:
+        assert param.grad is not None and float(param.grad.abs().sum()) > 0, name
+
+
+@pytest.mark.parametrize("name", ["esmoe", "esmoe_wo_cged"])
+def test_zeroing_cged_output_changes_the_full_model_and_not_the_ablation(tokenizer, name):
+    """What reaches the LLM and the gate: in the full model CGED's output (h) enters the prompt embeddings
+    and the gate's query, so silencing it changes both the gate and the logits; the ablation has no
+    CGED and its gate reads the standardised pooled frozen prompt embeddings."""
+    method = make_method(tokenizer, name=name)
+    train(method, 0, examples_for(method, SCENARIO_A, "A"), updates=2)
+    train(method, 1, examples_for(method, SCENARIO_B, "B"), updates=2)
+    method.eval()
+    batch = prompts(method, [SCENARIO_B[0][0], SCENARIO_A[1][0], "a person runs forward, angrily"])
+    logits = _prompt_logits(method, *batch.values())
+    gate = method.gate_weights(*batch.values())
+    gate_scores = torch.softmax(method.gate.logits(method._gate_in(method._front(batch["input_ids"],
+                                                                                batch["attention_mask"].bool())[1])), -1)
+    if name == "esmoe_wo_cged":
+        assert not hasattr(method, "cged")
+        x = method.model.get_input_embeddings().frozen(batch["input_ids"]) if hasattr(
+            method.model.get_input_embeddings(), "frozen") else method.model.get_input_embeddings()(batch["input_ids"])
+        pooled = torch.nn.functional.layer_norm(
+            (x * batch["attention_mask"][..., None]).sum(1) / batch["attention_mask"].sum(1, keepdim=True), (x.shape[-1],))
+        assert torch.allclose(method.gate.logits(pooled), method.gate.logits(method._gate_in(
+            method._front(batch["input_ids"], batch["attention_mask"].bool())[1])), atol=1e-5)
+        return
+    original = method.cged.forward
+    method.cged.forward = lambda x, mask: torch.zeros(*x.shape[:2], method.cged.width)  # silence h
+    try:
+        silenced = _prompt_logits(method, *batch.values())
+        silenced_scores = torch.softmax(method.gate.logits(method._gate_in(
+            method._front(batch["input_ids"], batch["attention_mask"].bool())[1])), -1)
+    finally:
+        method.cged.forward = original
+    assert not torch.allclose(logits, silenced, atol=1e-4)
+    assert not torch.allclose(gate_scores, silenced_scores, atol=1e-4)
+    assert torch.equal(method.gate_weights(*batch.values()), gate)  # restored
+
+
+def test_reflection_replays_stored_prompts_through_the_current_cged(tokenizer):
+    """With the gate reading h, the reflection points are pooled prompt embeddings (they never drift) and
+    the reflection loss runs them through the CURRENT CGED: a change to CGED changes the loss. With the
+    SAPT-style gate input the loss does not depend on CGED at all."""
+    losses = {}
+    for gate_input in ("cged", "embeddings"):
+        method = make_method(tokenizer, gate_input=gate_input)
+        train(method, 0, examples_for(method, SCENARIO_A, "A"), updates=2)
+        assert method.gate.reflection_points.shape[1] == method.model.get_input_embeddings().weight.shape[1]
+        method.train()
+        method.begin_scenario(1, ScenarioContext(1, "B", examples_for(method, SCENARIO_B, "B")))
+        before = float(method.gate.reflection_loss(1, encode=method._gate_in))
+        with torch.no_grad():
+            method.cged.g_query[0].weight.add_(0.5)
+            method.cged.f_query[0].weight.add_(0.5)
+            method.cged.fuse.weight.mul_(-1.0)
+        losses[gate_input] = (before, float(method.gate.reflection_loss(1, encode=method._gate_in)))
+    assert losses["cged"][0] != losses["cged"][1]
+    assert losses["embeddings"][0] == losses["embeddings"][1]
+
+
+def test_masking_depends_on_the_time_point():
+    step = ExpertGate(12, key_dim=16, query_rank=8, max_experts=8, top_k=8, mask_prob=0.3, seed=3, mask_schedule="step")
+    constant = ExpertGate(12, key_dim=16, query_rank=8, max_experts=8, mask_prob=0.3, seed=3)
+    assert [round(step.masking_probability(i), 4) for i in range(5)] == [0.3, 0.3, 0.65, 0.7667, 0.825]
+    assert all(constant.masking_probability(i) == 0.3 for i in range(5))
+    for _ in range(6):
+        step.add_key()
+    g = torch.Generator().manual_seed(0)
+    kept_old = []
+    for _ in range(400):  # the old experts keep ~ (1 - mask_prob) unmasked on average at every step
+        w = step(torch.randn(8, 12), current=5, generator=g)
+        kept_old.append(float((w[:, :5] > 0).float().sum(-1).mean()))
+    assert 0.6 < np.mean(kept_old) < 0.8

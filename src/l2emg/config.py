@@ -436,9 +436,26 @@ class ESMoEConfig(MethodOptions):
     merge_single_prompt: bool = Field(True, description="batch-1 generation merges the gated experts into the weights")
     expert_init: str = Field("fresh", pattern="^(fresh|previous)$", description="a new scenario's expert starts as a "
                              "no-op (fresh, the paper) or as a copy of the previous scenario's expert (previous)")
-    emotion_init: str = Field("scale", pattern="^(scale|projection)$", description="how CGED's emotion-highlighted "
-                              "input starts as a no-op: a zero scale on a random projection (scale) or a unit scale "
-                              "on a zero projection (projection, the residual-branch convention of LoRA's B = 0)")
+    emotion_init: str = Field("live", pattern="^(live|scale|projection)$", description="how CGED's "
+                              "emotion-highlighted input starts: live (scale emotion_scale_init on a random "
+                              "projection: gradients reach the whole block from the first step), or as a no-op "
+                              "(before 2026-12-07): a zero scale on a random projection (scale) or a unit scale on a "
+                              "zero projection (projection, LoRA's B = 0)")
+    emotion_scale_init: float = Field(0.25, gt=0.0, description="live: the initial scale of CGED's input to the LLM, "
+                                      "in units of the backbone's embedding RMS")
+    fusion: str = Field("attention", pattern="^(attention|residual)$", description="CGED's fusion: h = LayerNorm(W(FFN1(s_x) ⊕ "
+                        "FFN2(s_m)) + b) (attention, nothing bypasses the two attentions) or with X' added inside "
+                        "the LayerNorm (residual: the classifier can read the emotion words directly)")
+    dictionary: str = Field("learnable", pattern="^(learnable|fixed)$", description="CGED's global dictionary: "
+                            "K-means-initialised Parameters, each scenario's part trained in its own scenario and frozen "
+                            "after it (learnable, the paper), or fixed K-means centres (fixed)")
+    gate_input: str = Field("cged", pattern="^(cged|embeddings)$", description="what the gate's query reads (Eq. 4): "
+                            "h, CGED's output on the mean-pooled prompt embeddings (cged; reflection points are stored "
+                            "as pooled embeddings and replayed through the current CGED, so h's drift is trained "
+                            "against), or the standardised pooled frozen prompt embeddings (embeddings, as SAPT)")
+    mask_schedule: str = Field("step", pattern="^(step|constant)$", description="masking of old experts during "
+                               "training: p_i = 1 − (1 − mask_prob) / i at scenario step i (step: 'depending on the "
+                               "training time point') or mask_prob at every step (constant)")
 
     @model_validator(mode="after")
     def _check(self) -> "ESMoEConfig":

@@ -8,13 +8,22 @@ implemented with two attentions, per prompt token:
                                           sample's own prompt tokens (padding masked)
     s_m = Softmax(Q_c K_gᵀ / √d) V_g     cross-sampling: queries g(X), keys/values linear maps of a
                                           global dictionary compressed from the training set by K-means
-    h   = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)      (the "Add & Norm" after the fusion)
+    h   = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)            fusion "attention" (the default)
+    h   = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       fusion "residual" (before 2026-12-07)
 
 X' is X projected from the LM width d_model to the block's internal width d (`d_cged`), so a 4096-wide
-backbone does not make the block heavy. The dictionary lives in the LM's embedding space (mean-pooled
-frozen prompt embeddings of training samples): it is computed once per scenario, from that scenario's
-examples only, and appended (`add_to_dictionary`); no raw sample is ever stored. Before any scenario
-the dictionary is empty and s_m is zero.
+backbone does not make the block heavy. With the residual fusion the emotion classifier could read the
+emotion words straight from X' (L_emo then trained no attention at all); the attention fusion has no
+path around the two attentions, so whatever reaches the classifier, the gate and the LLM went through
+self- and cross-sampling.
+
+The dictionary lives in the LM's embedding space (mean-pooled frozen prompt embeddings of training
+samples): K-means centroids computed once per scenario, from that scenario's examples only, and
+appended (`add_to_dictionary`); no raw sample is ever stored. Before any scenario the dictionary is
+empty and s_m is zero. `learnable_dictionary=True` (the paper: "K-means ... to initialize this global
+dictionary") makes each scenario's centroids a Parameter that trains during its own scenario and is
+frozen afterwards (`set_dictionary_trainable`), so what older scenarios put there cannot drift;
+`dictionary_drift()` measures how far each part moved from its K-means initialisation.
 
 `EmotionClassifier` is the "simple emotion classification network" of L_emo: fully connected layers
 with ReLU on the pooled h, then the class logits (the softmax is inside the cross-entropy).
@@ -78,8 +87,12 @@ class EmotionDecoupler(nn.Module):
     is the per-sample summary read by the emotion classifier and the expert gate.
     """
 
-    def __init__(self, d_model: int, d_cged: int, heads: int = 4, ffn_mult: int = 2):
+    def __init__(self, d_model: int, d_cged: int, heads: int = 4, ffn_mult: int = 2, fusion: str = "residual",
+                 learnable_dictionary: bool = False):
         super().__init__()
+        if fusion not in ("residual", "attention"):
+            raise ValueError(f"CGED fusion must be 'residual' or 'attention', got {fusion!r}")
+        self.fusion, self.learnable_dictionary = fusion, bool(learnable_dictionary)
         d = min(d_cged, d_model)
         if d % heads:
             raise ValueError(f"CGED width {d} must be divisible by heads ({heads})")
@@ -103,38 +116,83 @@ class EmotionDecoupler(nn.Module):
         self.out_proj = nn.Linear(d, d_model)  # h -> LM width (emotion-highlighted input)
         self.pool_score = nn.Linear(d, 1)  # attention pooling of h for the classifier and the gate
         # Global dictionary: K-means centroids of mean-pooled frozen prompt embeddings (M, d_model),
-        # grown per scenario; `dictionary_sizes` records how many rows each scenario added.
-        self.register_buffer("dictionary", torch.zeros(0, d_model))
+        # grown per scenario; `dictionary_sizes` records how many rows each scenario added. Fixed: one
+        # buffer. Learnable: one Parameter per scenario, plus the K-means initialisation (a buffer).
+        if self.learnable_dictionary:
+            self.dictionary_parts = nn.ParameterList()
+            self.register_buffer("dictionary_init", torch.zeros(0, d_model))
+        else:
+            self.register_buffer("dictionary", torch.zeros(0, d_model))
         self.dictionary_sizes: list[int] = []
 
     # -- dictionary ---------------------------------------------------------------------------------
+    def memory(self) -> Tensor:
+        """The whole global dictionary (M, d_model)."""
+        if self.learnable_dictionary:
+            parts = list(self.dictionary_parts)
+            return torch.cat(parts, dim=0) if parts else self.dictionary_init
+        return self.dictionary
+
     @torch.no_grad()
     def add_to_dictionary(self, centroids: Tensor) -> None:
-        """Append one scenario's centroids (K, d_model)."""
+        """Append one scenario's centroids (K, d_model) (learnable: a new part, frozen until
+        `set_dictionary_trainable` names it)."""
         if centroids.dim() != 2 or centroids.shape[1] != self.d_model:
             raise ValueError(f"centroids must have shape (K, {self.d_model}), got {tuple(centroids.shape)}")
-        new = centroids.to(device=self.dictionary.device, dtype=self.dictionary.dtype)
-        self.dictionary = torch.cat([self.dictionary, new], dim=0)
+        if self.learnable_dictionary:
+            new = centroids.to(device=self.dictionary_init.device, dtype=self.dictionary_init.dtype)
+            self.dictionary_parts.append(nn.Parameter(new.clone(), requires_grad=False))
+            self.dictionary_init = torch.cat([self.dictionary_init, new], dim=0)
+        else:
+            new = centroids.to(device=self.dictionary.device, dtype=self.dictionary.dtype)
+            self.dictionary = torch.cat([self.dictionary, new], dim=0)
         self.dictionary_sizes.append(int(centroids.shape[0]))
+
+    def set_dictionary_trainable(self, part: int | None) -> None:
+        """Only dictionary part `part` (a scenario's centroids) trains; None: none (learnable only)."""
+        if self.learnable_dictionary:
+            for j, param in enumerate(self.dictionary_parts):
+                param.requires_grad_(j == part)
+
+    @torch.no_grad()
+    def dictionary_drift(self) -> list[float]:
+        """Per scenario part: ‖part − K-means init‖ / ‖init‖ (zeros for a fixed dictionary)."""
+        if not self.learnable_dictionary:
+            return [0.0] * len(self.dictionary_sizes)
+        out, start = [], 0
+        for param, size in zip(self.dictionary_parts, self.dictionary_sizes):
+            init = self.dictionary_init[start:start + size]
+            out.append(float((param.float() - init.float()).norm() / init.float().norm().clamp(min=1e-12)))
+            start += size
+        return out
 
     def resize_dictionary(self, sizes: list[int]) -> None:
         """Recreate an (uninitialised, zero) dictionary with the given per-scenario sizes, for loading."""
-        self.dictionary = torch.zeros(sum(sizes), self.d_model, device=self.dictionary.device,
-                                      dtype=self.dictionary.dtype)
-        self.dictionary_sizes = [int(s) for s in sizes]
+        sizes = [int(s) for s in sizes]
+        if self.learnable_dictionary:
+            like = self.dictionary_init
+            self.dictionary_parts = nn.ParameterList(
+                [nn.Parameter(torch.zeros(size, self.d_model, device=like.device, dtype=like.dtype), requires_grad=False)
+                 for size in sizes])
+            self.dictionary_init = torch.zeros(sum(sizes), self.d_model, device=like.device, dtype=like.dtype)
+        else:
+            self.dictionary = torch.zeros(sum(sizes), self.d_model, device=self.dictionary.device,
+                                          dtype=self.dictionary.dtype)
+        self.dictionary_sizes = sizes
 
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, L, d_model) prompt embeddings, mask (B, L) bool (True = prompt token) -> h (B, L, d)."""
         xp = self.in_proj(x.to(self.out_proj.weight.dtype))  # (B, L, d)
         s_x = self.attention(self.f_query(xp), self.self_key(xp), self.self_value(xp), key_mask=mask)
-        if self.dictionary.shape[0]:
-            memory = self.in_proj(self.dictionary)  # (M, d)
+        dictionary = self.memory()
+        if dictionary.shape[0]:
+            memory = self.in_proj(dictionary.to(self.out_proj.weight.dtype))  # (M, d)
             s_m = self.attention(self.g_query(xp), self.dict_key(memory), self.dict_value(memory))
         else:
             s_m = torch.zeros_like(s_x)
         fused = self.fuse(torch.cat([self.ffn_self(s_x), self.ffn_cross(s_m)], dim=-1))  # (B, L, d)
-        return self.norm(xp + fused)
+        return self.norm(xp + fused if self.fusion == "residual" else fused)
 
     def pooled(self, h: Tensor, mask: Tensor) -> Tensor:
         """(B, L, d) -> (B, d): attention pooling over the prompt tokens (a learned score per token,

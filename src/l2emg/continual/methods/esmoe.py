@@ -82,13 +82,17 @@ class ESMoE(ContinualMethod):
             torch.manual_seed(seed + 17)
             gate_input = d_model
             if self.use_cged:
-                self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult)
-                # h enters the LLM as scale · rms(E) · out_proj(h), a no-op at the start either way
+                self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult, fusion=opts.fusion,
+                                             learnable_dictionary=opts.dictionary == "learnable")
+                # h enters the LLM as scale · rms(E) · out_proj(h): live from the first step (a small scale on
+                # a random projection, so L_llm's gradient reaches the projection, the fusion, both attentions
+                # and the dictionary at once), or a no-op at the start (the two older initialisations)
                 projection = opts.emotion_init == "projection"
                 if projection:
                     nn.init.zeros_(self.cged.out_proj.weight)
                     nn.init.zeros_(self.cged.out_proj.bias)
-                self.emotion_scale = nn.Parameter(torch.tensor(1.0 if projection else 0.0))
+                initial = {"live": opts.emotion_scale_init, "projection": 1.0, "scale": 0.0}[opts.emotion_init]
+                self.emotion_scale = nn.Parameter(torch.tensor(float(initial)))
                 # ... in units of the backbone's embedding size (RMS of an embedding entry), so that the
                 # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
                 rms = self.model.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt()
@@ -96,9 +100,12 @@ class ESMoE(ContinualMethod):
                 if self.emotion_weight > 0:
                     self.classifier = EmotionClassifier(self.cged.width, len(EMOTIONS), opts.classifier_hidden,
                                                         opts.classifier_layers)
+                if opts.gate_input == "cged":  # Eq. 4: the gate's query reads h
+                    gate_input = self.cged.width
             if self.use_samoe:
                 self.gate = ExpertGate(gate_input, opts.key_dim, opts.query_rank, opts.max_experts,
-                                       opts.temperature, opts.top_k, opts.mask_prob, seed=seed)
+                                       opts.temperature, opts.top_k, opts.mask_prob, seed=seed,
+                                       mask_schedule=opts.mask_schedule, point_dim=d_model)
         if not self.use_samoe:  # one LoRA for the whole stream (SeqLoRA)
             self.bank.add_expert(trainable=True, generator=seeded_generator(seed))
 
@@ -123,11 +130,14 @@ class ESMoE(ContinualMethod):
             self.bank.set_trainable([0])
         if self.use_cged:
             self.cged.requires_grad_(True)
-            # pooled h only feeds the emotion classifier (the gate reads the frozen embeddings)
+            self.cged.set_dictionary_trainable(len(self.cged.dictionary_sizes) - 1)  # this scenario's part only
+            # attention-pooled h only feeds the emotion classifier (the gate reads h of the pooled prompt)
             self.cged.pool_score.requires_grad_(self.emotion_weight > 0)
 
     def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
         self.bank.set_trainable([])
+        if self.use_cged:
+            self.cged.set_dictionary_trainable(None)
         if self.use_samoe:
             self.gate.set_trainable(None)
             if ctx is not None and ctx.examples and len(self.gate.reflection_sizes) == step:
@@ -136,9 +146,10 @@ class ESMoE(ContinualMethod):
 
     @torch.no_grad()
     def reflection_memory(self, ctx: ScenarioContext, seed: int) -> tuple[Tensor, Tensor]:
-        """Attentive-reflection memory of the scenario just learned: K-means centroids (K, d) of its
-        training prompts' gate inputs (standardised mean frozen prompt embeddings) and, per
-        centroid, the average full-softmax gate (K, step + 1) over experts 0 … step of the prompts
+        """Attentive-reflection memory of the scenario just learned: K-means centroids (K, d_model) of
+        its training prompts' gate sources (`_front`: pooled frozen prompt embeddings — standardised for
+        the `embeddings` gate, raw for the `cged` gate, which replays them through the current CGED) and,
+        per centroid, the average full-softmax gate (K, step + 1) over experts 0 … step of the prompts
         nearest to it. No raw sample is kept."""
         was_training = self.training
         self.eval()
@@ -160,7 +171,8 @@ class ESMoE(ContinualMethod):
             centroids = torch.from_numpy(kmeans_centroids(pooled.numpy(), self.options.reflection_points, seed,
                                                           self.options.kmeans_n_init))  # (K, d)
             count = self.current + 1  # experts that exist after this step
-            gate = torch.softmax(self.gate.logits(pooled.to(device))[:, :count].float(), dim=-1).cpu()  # (N, E)
+            gate = torch.softmax(self.gate.logits(self._gate_in(pooled.to(device)))[:, :count].float(),
+                                 dim=-1).cpu()  # (N, E)
             nearest = torch.cdist(pooled, centroids).argmin(dim=1)  # (N,)
             targets = torch.zeros(len(centroids), count)
             targets.index_add_(0, nearest, gate)
@@ -225,13 +237,14 @@ class ESMoE(ContinualMethod):
             pooled = masked_mean(x.float(), first)  # (B, d_model)
             return embeds, F.layer_norm(pooled, pooled.shape[-1:]), None
         h = self.cged(x, first)  # (B, P, d)
-        # The gate reads the standardised mean of the FROZEN prompt embeddings (SAPT's query input), not
-        # pooled h: h is trained toward the emotion (L_emo) and keeps changing in every later step, so
-        # old scenarios' h drifts away from what the gate (and its reflection points) saw; the frozen
-        # embeddings carry the scenario and never drift. Measured: with pooled h (alone or ⊕ the frozen
-        # part) every scenario ended on the newest expert despite the reflection loss.
+        # The gate's source is the mean of the FROZEN prompt embeddings, which never drifts. `embeddings`:
+        # the gate reads it standardised (SAPT's query input). `cged` (Eq. 4): the gate reads h of it
+        # (`_gate_in`), and the reflection points are stored as such means and replayed through the
+        # CURRENT CGED, so the reflection loss trains against h's drift instead of replaying stale h.
+        # (Measured before: a gate reading the attention-pooled h of the tokens, with h stored in the
+        # reflection memory, sent every scenario to the newest expert — the stored h went stale.)
         plain = masked_mean(x.float(), first)  # (B, d_model)
-        gate_input = F.layer_norm(plain, plain.shape[-1:])
+        gate_input = plain if self.options.gate_input == "cged" else F.layer_norm(plain, plain.shape[-1:])
         delta = self.cged.to_model(h) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
         if prompt_len < length:
             delta = F.pad(delta, (0, 0, 0, length - prompt_len))
@@ -240,6 +253,14 @@ class ESMoE(ContinualMethod):
                                ).sqrt() / self.embedding_rms  # RMS of the added part, in embedding RMS units
         logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
         return embeds, gate_input, logits
+
+    def _gate_in(self, source: Tensor) -> Tensor:
+        """What the gate's query reads, from `_front`'s gate source (B, d_model): h of the pooled prompt,
+        CGED's output on it as a one-token sequence (B, d) (`gate_input: cged`), else the source itself."""
+        if not (self.use_cged and self.options.gate_input == "cged"):
+            return source
+        ones = torch.ones(source.shape[0], 1, dtype=torch.bool, device=source.device)
+        return self.cged(source.unsqueeze(1), ones)[:, 0].float()
 
     def _add_embedding_experts(self, input_ids: Tensor, embeds: Tensor) -> Tensor:
         """embeds plus the routed experts' update of the input embeddings (as routed now), if any."""
@@ -252,11 +273,13 @@ class ESMoE(ContinualMethod):
         embeds, pooled, emo_logits = self._front(batch["input_ids"], batch["prompt_mask"])
         logs: dict[str, Tensor] = {}
         if self.use_samoe:
-            weights = self.gate(pooled, current=self.current if self.training else None)  # (B, E)
+            query_input = self._gate_in(pooled)
+            weights = self.gate(query_input, current=self.current if self.training else None)  # (B, E)
             self.bank.set_routing(weights)
             logs["gate_current"] = weights[:, self.current].detach().mean()
-            route_loss = self.gate.routing_loss(pooled, self.current) if self.options.route_weight > 0 else None
-            reflection = (self.gate.reflection_loss(self.current)
+            route_loss = (self.gate.routing_loss(query_input, self.current)
+                          if self.options.route_weight > 0 else None)
+            reflection = (self.gate.reflection_loss(self.current, encode=self._gate_in)
                           if self.training and self.options.reflection_weight > 0 else None)
         try:
             embeds = self._add_embedding_experts(batch["input_ids"], embeds)
@@ -285,6 +308,8 @@ class ESMoE(ContinualMethod):
         if self.use_cged:
             logs["emotion_scale"] = self.emotion_scale.detach().clone()
             logs["emotion_delta"] = self._emotion_delta
+            if self.cged.learnable_dictionary and self.cged.dictionary_sizes:
+                logs["dictionary_drift"] = torch.tensor(self.cged.dictionary_drift()[-1])
         return {"loss": loss, **logs}
 
     # -- generation ---------------------------------------------------------------------------------
@@ -292,7 +317,7 @@ class ESMoE(ContinualMethod):
     def gate_weights(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Inference gate (top_k of all experts) for left-padded prompts: (B, E)."""
         _, pooled, _ = self._front(input_ids, attention_mask.bool())
-        return self.gate(pooled)
+        return self.gate(self._gate_in(pooled))
 
     @torch.no_grad()
     def explain(self, input_ids: Tensor, attention_mask: Tensor) -> list[dict[str, Any]]:
@@ -303,8 +328,9 @@ class ESMoE(ContinualMethod):
         _, pooled, logits = self._front(input_ids, attention_mask.bool())
         rows: list[dict[str, Any]] = [{} for _ in range(input_ids.shape[0])]
         if self.use_samoe:
-            weights = self.gate(pooled).float().cpu()  # (B, E)
-            scores = torch.softmax(self.gate.logits(pooled).float(), dim=-1).cpu()  # (B, E)
+            query_input = self._gate_in(pooled)
+            weights = self.gate(query_input).float().cpu()  # (B, E)
+            scores = torch.softmax(self.gate.logits(query_input).float(), dim=-1).cpu()  # (B, E)
             for row, w, s in zip(rows, weights, scores):
                 row.update(gate=w.tolist(), gate_scores=s.tolist())
         if logits is not None:
@@ -319,7 +345,7 @@ class ESMoE(ContinualMethod):
         neither CGED nor embedding experts change them (the model then embeds the ids itself)."""
         embeds, pooled, _ = self._front(input_ids, attention_mask.bool())
         if self.use_samoe:
-            weights = self.gate(pooled)  # (B, E)
+            weights = self.gate(self._gate_in(pooled))  # (B, E)
         else:
             weights = torch.ones(input_ids.shape[0], 1, device=embeds.device)
         self.bank.unmerge()
@@ -335,6 +361,7 @@ class ESMoE(ContinualMethod):
     def structure(self) -> dict[str, Any]:
         return {"variant": self.name, "num_experts": self.bank.num_experts, "current": self.current,
                 "dictionary_sizes": list(self.cged.dictionary_sizes) if self.use_cged else [],
+                "dictionary_drift": self.cged.dictionary_drift() if self.use_cged else [],
                 "reflection_sizes": list(self.gate.reflection_sizes) if self.use_samoe else []}
 
     def restore_structure(self, structure: dict[str, Any]) -> None:

@@ -11,7 +11,11 @@ added and starts at row j; each key is its own Parameter, so freezing old keys i
 
 Selection:
 - training (`current` = the expert being trained): every OLD expert is masked independently with
-  probability `mask_prob` (the current expert never is); the current expert and the top (top_k − 1)
+  probability p (the current expert never is) — p = `mask_prob` at every step (`mask_schedule`
+  "constant"), or, as the paper's "depending on the training time point", p_i = 1 − (1 − mask_prob) / i
+  at step i ≥ 1 ("step"): the i old experts then keep 1 − mask_prob unmasked on average at every
+  step (p = 0.3, 0.65, 0.77, … 0.9 for mask_prob 0.3), so the growing crowd of old experts does not
+  take more and more of the current expert's place; the current expert and the top (top_k − 1)
   unmasked old experts are kept and their logits renormalised by a softmax. The current expert is
   always kept so that it receives a gradient from every sample (a fresh expert is a no-op, and a
   gate free to drop it would never let it learn);
@@ -74,10 +78,14 @@ class ExpertGate(nn.Module):
     """Pooled features (B, d_in) -> expert weights (B, E); keys grow with the experts."""
 
     def __init__(self, d_in: int, key_dim: int = 64, query_rank: int = 64, max_experts: int = 32,
-                 temperature: float = 1.0, top_k: int = 2, mask_prob: float = 0.3, seed: int = 0):
+                 temperature: float = 1.0, top_k: int = 2, mask_prob: float = 0.3, seed: int = 0,
+                 mask_schedule: str = "constant", point_dim: int | None = None):
         super().__init__()
+        if mask_schedule not in ("constant", "step"):
+            raise ValueError(f"mask_schedule must be 'constant' or 'step', got {mask_schedule!r}")
         self.key_dim, self.max_experts = key_dim, max_experts
         self.temperature, self.top_k, self.mask_prob = float(temperature), int(top_k), float(mask_prob)
+        self.mask_schedule = mask_schedule
         # The down/up query projection (SAPT: Linear(d→r) → Linear(r→d_key) → SiLU → LayerNorm).
         self.query = nn.Sequential(nn.Linear(d_in, query_rank), nn.Linear(query_rank, key_dim), nn.SiLU(),
                                    nn.LayerNorm(key_dim))
@@ -90,8 +98,11 @@ class ExpertGate(nn.Module):
         self.keys = nn.ParameterList()  # key j: (key_dim,)
         # Attentive-reflection memory: pseudo-inputs (N, d_in), their target gates (N, max_experts) with
         # zeros for experts added later, and `reflection_sizes[j]` = how many points scenario j stored.
+        # The points live in `point_dim` (default d_in); `reflection_loss(encode=...)` maps them to
+        # gate inputs with the CURRENT encoder when the gate reads a trained representation.
         self.d_in = d_in
-        self.register_buffer("reflection_points", torch.zeros(0, d_in))
+        self.point_dim = d_in if point_dim is None else int(point_dim)
+        self.register_buffer("reflection_points", torch.zeros(0, self.point_dim))
         self.register_buffer("reflection_targets", torch.zeros(0, max_experts))
         self.reflection_sizes: list[int] = []
 
@@ -131,8 +142,8 @@ class ExpertGate(nn.Module):
     def add_reflection(self, points: Tensor, targets: Tensor) -> None:
         """Store scenario j = len(reflection_sizes)'s pseudo-inputs (K, d_in) and target gates (K, j + 1)."""
         scenario = len(self.reflection_sizes)
-        if points.dim() != 2 or points.shape[1] != self.d_in:
-            raise ValueError(f"reflection points must have shape (K, {self.d_in}), got {tuple(points.shape)}")
+        if points.dim() != 2 or points.shape[1] != self.point_dim:
+            raise ValueError(f"reflection points must have shape (K, {self.point_dim}), got {tuple(points.shape)}")
         if targets.shape != (points.shape[0], scenario + 1):
             raise ValueError(f"reflection targets of scenario {scenario} must have shape "
                              f"({points.shape[0]}, {scenario + 1}), got {tuple(targets.shape)}")
@@ -146,7 +157,7 @@ class ExpertGate(nn.Module):
     def resize_reflection(self, sizes: list[int]) -> None:
         """Recreate (zero) reflection buffers with the given per-scenario sizes, for loading a checkpoint."""
         total = sum(int(s) for s in sizes)
-        self.reflection_points = torch.zeros(total, self.d_in, device=self.reflection_points.device,
+        self.reflection_points = torch.zeros(total, self.point_dim, device=self.reflection_points.device,
                                              dtype=self.reflection_points.dtype)
         self.reflection_targets = torch.zeros(total, self.max_experts, device=self.reflection_targets.device,
                                               dtype=self.reflection_targets.dtype)
@@ -157,8 +168,9 @@ class ExpertGate(nn.Module):
         return torch.repeat_interleave(torch.arange(len(self.reflection_sizes)),
                                        torch.tensor(self.reflection_sizes, dtype=torch.long))
 
-    def reflection_loss(self, before: int) -> Tensor | None:
+    def reflection_loss(self, before: int, encode=None) -> Tensor | None:
         """Mean KL(target ‖ gate) over the stored points of scenarios < `before` (None if there are none).
+        `encode` maps the stored points (N, point_dim) to gate inputs (N, d_in) (default: they are).
 
         The gate of a point is the softmax over ALL current experts, and its target is 0 on experts added
         after its scenario: that is what pushes old scenarios' inputs away from the newer experts (a
@@ -169,9 +181,16 @@ class ExpertGate(nn.Module):
             return None
         count = self.num_experts
         targets = self.reflection_targets[keep, :count]  # (N, E)
-        log_gate = torch.log_softmax(self.logits(self.reflection_points[keep]), dim=-1)  # (N, E)
+        points = self.reflection_points[keep]
+        log_gate = torch.log_softmax(self.logits(points if encode is None else encode(points)), dim=-1)  # (N, E)
         kl = (targets * (targets.clamp(min=1e-12).log() - log_gate)).sum(-1)  # (N,), 0 · log 0 = 0
         return kl.mean()
+
+    def masking_probability(self, current: int) -> float:
+        """The probability of masking each old expert while expert `current` trains (module docstring)."""
+        if self.mask_schedule == "constant" or current < 1:
+            return self.mask_prob
+        return 1.0 - (1.0 - self.mask_prob) / current
 
     def forward(self, pooled: Tensor, current: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Expert weights (B, E). With `current` (training): random masking of old experts, the current
@@ -182,8 +201,9 @@ class ExpertGate(nn.Module):
         if current is None:
             return select_top_k(logits, self.top_k)
         available = torch.ones_like(logits, dtype=torch.bool)
-        if self.mask_prob > 0 and current > 0:
+        prob = self.masking_probability(current)
+        if prob > 0 and current > 0:
             draw = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
-            available = draw >= self.mask_prob
+            available = draw >= prob
         available[:, current] = True
         return select_top_k(logits, self.top_k, available, forced=current)
