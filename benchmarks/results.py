@@ -109,6 +109,10 @@ def table2_section() -> list[str]:
             lines.append(table2.markdown_row(METHOD_LABELS.get(r["method"], r["method"]), r,
                                              table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS),
                                              paper=paper.get(split, {}).get(r["method"])))
+        if table2.has_parts(shown):  # AWF_trained / AWF_heldout: rows written before them lack the fields
+            lines += ["", table2.PARTS_NOTE, "", table2.parts_table(
+                {r["method"]: r for r in shown}, labels={r["method"]: METHOD_LABELS.get(r["method"], r["method"])
+                                                         for r in shown})]
         taus = data.get("kendall_tau", {}).get(split, {})
         if taus:
             lines += ["", "Kendall τ against the paper's ranking: " + ", ".join(

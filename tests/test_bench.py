@@ -150,7 +150,8 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
 
 # table2.json as outside checks read it: these fields exactly in every row (any others at the top level)
 TABLE2_METRICS = [f for c in ("AF", "AR", "AD", "AMM", "AWF", "FR") for f in (c, f"{c}_ci95")]
-TABLE2_ROW = {"method", "split", *TABLE2_METRICS, "transfer_f1", "transfer_top1", "profile", "backbone"}
+TABLE2_PARTS = [f for c in ("AWF_trained", "AWF_heldout") for f in (c, f"{c}_ci95")]  # AWF in two parts
+TABLE2_ROW = {"method", "split", *TABLE2_METRICS, "transfer_f1", "transfer_top1", *TABLE2_PARTS, "profile", "backbone"}
 
 
 def _check_table2_schema(table, methods, splits, orders):
@@ -176,7 +177,8 @@ def _check_table2_schema(table, methods, splits, orders):
         assert set(row) == TABLE2_ROW | {"order"}
     for row in table["rows"]:
         assert row["profile"] == "tiny" and row["backbone"].startswith("llama-") and row["backbone"].endswith("m")
-        assert all(row[f] is None or isinstance(row[f], float) for f in [*TABLE2_METRICS, "transfer_f1", "transfer_top1"])
+        assert all(row[f] is None or isinstance(row[f], float)
+                   for f in [*TABLE2_METRICS, "transfer_f1", "transfer_top1", *TABLE2_PARTS])
     assert set(table["kendall_tau"]) == set(splits)
     assert table["machine"]["cores"] >= 1 and "cpu" in table["machine"]
     assert datetime.datetime.fromisoformat(table["date"]).tzinfo is not None

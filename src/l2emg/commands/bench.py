@@ -39,7 +39,8 @@ def bench(
     split the runs; a worker done with its share takes over runs nobody is training yet. When every run
     is finished, RUN/bench/table2.md and table2.json hold AF, AR, AD, AMM, AWF, FR as mean ± 95 % CI
     over the orders beside the paper's numbers, Kendall τ of our ranking against the paper's, an
-    emotion-transfer column, Figure 3's FID heatmaps (PNG) and Figure 4 (test captions × methods, same
+    emotion-transfer column, AWF in two parts (AWF_trained, AWF_heldout: emotion F1 on the test motions
+    of the trained and of the held-out (scenario, emotion) pairs, each ± 95 % CI), Figure 3's FID heatmaps (PNG) and Figure 4 (test captions × methods, same
     seed: keyframe strips as PNG and animated as GIF or MP4). One overall line (runs finished / planned,
     elapsed, estimate) is printed before each method run; runs skipped are named with the reason.
 

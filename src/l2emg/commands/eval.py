@@ -45,6 +45,9 @@ def _metrics_table(title: str, result: dict[str, Any]):
         table.add_row(name, format_summary(result["metrics"].get(key)))
     transfer = result.get("transfer")
     if transfer and transfer.get("num_motions"):
+        trained = result["num_motions"] - transfer["num_motions"]
+        table.add_row(f"trained pairs ({trained} motions)", "")
+        table.add_row("  Emotion F1", format_summary(result["metrics"].get("emotion_f1_trained")))
         label = ", ".join(f"{s}/{e}" for s, e in transfer["pairs"])
         table.add_row(f"held-out pairs ({transfer['num_motions']} motions: {label})", "")
         for key, name in (("r_precision_top1", "  Top-1"), ("r_precision_top3", "  Top-3"), ("emotion_f1", "  Emotion F1")):
@@ -175,18 +178,19 @@ def continual(
     results: list[Path] = typer.Argument(..., help="RESULTS.json of a continual run (several: one per scenario order)"),
     out: Path = typer.Option(..., "--out", help="folder for metrics JSON, heatmaps and the Table-2 row"),
 ) -> None:
-    """Performance matrices -> AF, AR, AD, AMM, AWF, FR (+BWT/FWT), heatmaps and a Table-2 row."""
+    """Performance matrices -> AF, AR, AD, AMM, AWF, FR (+BWT/FWT, AWF_trained, AWF_heldout), heatmaps, a Table-2 row."""
     from l2emg.eval.continual_metrics import (
         average_over_orders,
         continual_metrics,
         load_results,
         save_continual_metrics,
     )
-    from l2emg.eval.report import render_heatmaps, table2_header, table2_row
+    from l2emg.eval.report import awf_parts_table, render_heatmaps, table2_header, table2_row
+    from l2emg.eval.table2 import PARTS_NOTE
     from l2emg.utils.io import atomic_write_text
 
     console = _console()
-    runs, lines = [], [table2_header()]
+    runs, lines, labelled = [], [table2_header()], {}
     for k, path in enumerate(results):
         perf = load_results(path)
         metrics = continual_metrics(perf)
@@ -194,15 +198,22 @@ def continual(
         save_continual_metrics(folder / "continual_metrics.json", perf, metrics)
         pictures = render_heatmaps(perf, folder)
         runs.append(metrics)
-        lines.append(table2_row(perf.method if len(results) == 1 else f"{perf.method} ({path.stem})", metrics))
+        label = perf.method if len(results) == 1 else f"{perf.method} ({path.stem})"
+        labelled[label] = metrics
+        lines.append(table2_row(label, metrics))
         console.print(f"{path}: {len(perf.scenarios)} scenarios -> {folder / 'continual_metrics.json'}, "
                       f"{len(pictures)} heatmaps")
     if len(runs) > 1:
         average = average_over_orders(runs)
-        lines.append(table2_row(f"{average['method']} (mean of {len(runs)})", average))
+        label = f"{average['method']} (mean of {len(runs)})"
+        labelled[label] = average
+        lines.append(table2_row(label, average))
         from l2emg.utils.io import save_json
 
         save_json(out / "continual_metrics_mean.json", average)
     table = "\n".join(lines) + "\n\nFR in percentage points (the paper's Table 2 convention).\n"
+    parts = awf_parts_table(labelled)
+    if parts is not None:
+        table += f"\n{parts}\n\n{PARTS_NOTE}\n"
     atomic_write_text(out / "table2.md", table)
     console.print(table)

@@ -35,19 +35,21 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
     """Table-2 row, continual metrics, heatmaps and a GIF grid per emotion across scenarios."""
     from l2emg.eval.continual_metrics import (
         AVERAGE_METRICS,
+        AWF_PARTS,
         average_ci95,
         continual_metrics,
         matrices_from_results,
         save_continual_metrics,
     )
     from l2emg.eval.report import render_heatmaps
-    from l2emg.eval.table2 import FR_NOTE, single_table
+    from l2emg.eval.table2 import FR_NOTE, PARTS_NOTE, has_parts, single_parts_table, single_table
 
     if results.get("joint_training"):
-        # One evaluation after joint training: the averages of that row; FR does not apply.
+        # One evaluation after joint training: the averages of that row (the parts of AWF over the
+        # scenarios that have them; None for results written before them); FR does not apply.
         row = results["steps"][0]["results"]
         metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None}
-        for key, name in AVERAGE_METRICS.items():
+        for key, name in {**AVERAGE_METRICS, **AWF_PARTS}.items():
             cells = [row[s][key] for s in results["scenarios"] if row.get(s, {}).get(key)]  # no test motions: no cell
             metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
             metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
@@ -67,6 +69,8 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
     table = single_table(label, metrics)
     samples = render_emotion_samples(samples, out.samples_dir, config)
     lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "", FR_NOTE, ""]
+    if has_parts([metrics]):
+        lines += [single_parts_table(label, metrics), "", PARTS_NOTE, ""]
     lines += extras_lines(extras, results["scenarios"])
     lines += [f"![{p.stem}]({p.relative_to(out.path)})" for p in figures + samples]
     atomic_write_text(out.report_path, "\n".join(lines) + "\n")

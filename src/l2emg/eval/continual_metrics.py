@@ -10,6 +10,14 @@ With 1-based indices as in the paper and N the last scenario:
     (each average also gets a 95 % half-width, `AR_ci95` …, from its cells' own: sqrt(Σ h_j²) / N)
     FR  = 1/(N−1) Σ_{j=1}^{N−1} ( max_{k=j}^{N−1} r[k, j] − r[N, j] )   (top-1 R-Precision)
 
+AWF in two parts (not in the paper): the same average of the last row of the emotion F1 restricted
+to the test motions of the trained (scenario, emotion) pairs (`emotion_f1_trained` -> AWF_trained)
+and to those of the held-out pairs (`emotion_f1_heldout` -> AWF_heldout, see `eval.evaluate`), each
+over the scenarios j whose test set has motions of that part (AWF_heldout: the scenarios with
+held-out pairs; None where none has any), with `_ci95` from the cells' half-widths as above; both
+None where AWF itself is (a missing cell of wf[N, ·]) and for results written before these parts
+existed.
+
 plus the usual transfer measures (Lopez-Paz & Ranzato 2017), here on any matrix:
 
     BWT = 1/(N−1) Σ_{i=1}^{N−1} ( M[N, i] − M[i, i] )
@@ -29,7 +37,8 @@ The results file (`RESULTS.json`) written by the continual trainer looks like:
      "initial": {"Daily Life": {"fid": ..., ...}, ...},     # optional: before training (for FWT)
      "steps": [{"scenario": "Daily Life",                   # step i trained on scenarios[i]
                 "results": {"Daily Life": {"fid": 1.2, "r_precision_top1": 0.31, "diversity": 9.1,
-                                           "multimodality": 1.4, "emotion_f1": 0.42}, ...}},
+                                           "multimodality": 1.4, "emotion_f1": 0.42,
+                                           "emotion_f1_trained": 0.44, "emotion_f1_heldout": 0.2}, ...}},
                ...]}
 
 A metric value is a number or a summary {"mean": ..., "ci95": ...} (what `evaluate_motions`
@@ -56,11 +65,17 @@ AVERAGE_METRICS: dict[str, str] = {
     "multimodality": "AMM",
     "emotion_f1": "AWF",
 }
+# The parts of AWF: matrix -> its average over the last row's cells that exist (module docstring).
+AWF_PARTS: dict[str, str] = {
+    "emotion_f1_trained": "AWF_trained",
+    "emotion_f1_heldout": "AWF_heldout",
+}
 FORGETTING_METRIC = "r_precision_top1"
 # Direction of each metric: True when lower is better (used for heatmap colours).
 LOWER_IS_BETTER: dict[str, bool] = {
     "fid": True, "r_precision_top1": False, "r_precision_top2": False, "r_precision_top3": False,
     "mm_dist": True, "diversity": False, "multimodality": False, "emotion_f1": False,
+    "emotion_f1_trained": False, "emotion_f1_heldout": False,
 }
 
 
@@ -170,6 +185,22 @@ def average_ci95(half_widths: np.ndarray | list[float]) -> float | None:
     return None if h.size == 0 or np.isnan(h).any() else float(np.sqrt((h**2).sum()) / h.size)
 
 
+def part_average(part: np.ndarray, whole: np.ndarray | None = None,
+                 part_ci95: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """(mean, 95 % half-width) of the last row of a part's matrix (e.g. emotion F1 on the held-out
+    pairs only) over the columns that have a cell, the half-width from those cells' own
+    (`average_ci95`); (None, None) when no column has one, or when `whole` (the matrix of the metric
+    the part belongs to) misses a cell of its last row, as its own average then does."""
+    last = _check_square(part)[-1]
+    if whole is not None and np.isnan(_check_square(whole)[-1]).any():
+        return None, None
+    present = ~np.isnan(last)
+    if not present.any():
+        return None, None
+    half = average_ci95(_check_square(part_ci95)[-1][present]) if part_ci95 is not None else None
+    return float(last[present].mean()), half
+
+
 def forgetting_rate(matrix: np.ndarray) -> float | None:
     """FR_N = 1/(N−1) Σ_{j=1}^{N−1} (max_{k=j}^{N−1} r[k, j] − r[N, j]) (paper, 1-based).
 
@@ -212,7 +243,8 @@ def forward_transfer(matrix: np.ndarray, reference: np.ndarray | None) -> float 
 
 
 def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """AF, AR, AD, AMM, AWF, FR (+ BWT/FWT on top-1 R-Precision, and per matrix under 'transfer').
+    """AF, AR, AD, AMM, AWF, FR (+ BWT/FWT on top-1 R-Precision, and per matrix under 'transfer'), and
+    AWF in two parts: AWF_trained, AWF_heldout (None where the results do not have them).
 
     reference: metric -> (N,) vector for FWT; defaults to the results' `initial` row."""
     reference = dict(perf.initial) | dict(reference or {})
@@ -220,6 +252,10 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
     for metric, name in AVERAGE_METRICS.items():
         out[name] = final_average(perf.matrices[metric]) if metric in perf.matrices else None
         out[f"{name}_ci95"] = average_ci95(_check_square(perf.ci95[metric])[-1]) if metric in perf.ci95 else None
+    for metric, name in AWF_PARTS.items():
+        out[name], out[f"{name}_ci95"] = (part_average(perf.matrices[metric], perf.matrices.get("emotion_f1"),
+                                                       perf.ci95.get(metric))
+                                          if metric in perf.matrices else (None, None))
     r = perf.matrices.get(FORGETTING_METRIC)
     out["FR"] = forgetting_rate(r) if r is not None else None
     out["BWT"] = backward_transfer(r) if r is not None else None
@@ -236,7 +272,7 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
 def average_over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread (std, ddof 0) of the Table-2 metrics over several scenario orders, as the
     paper averages three orders (it does not report the spread; we do)."""
-    keys = [*AVERAGE_METRICS.values(), "FR", "BWT", "FWT"]
+    keys = [*AVERAGE_METRICS.values(), *AWF_PARTS.values(), "FR", "BWT", "FWT"]
     out: dict[str, Any] = {"method": runs[0]["method"] if runs else "method", "orders": len(runs)}
     for key in keys:
         values = [r[key] for r in runs if r.get(key) is not None]

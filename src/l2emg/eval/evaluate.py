@@ -10,6 +10,14 @@ Emotion transfer: the dataset keeps some (scenario, emotion) pairs out of traini
 in that scenario's test split). Restricted to the test motions of those pairs we report the
 emotion weighted F1 and top-k R-Precision (each sample scored inside the ordinary shuffled batches
 of 32 of the whole evaluation, so the difficulty of a batch is the same as for the main metric).
+
+AWF in two parts: inside the same repeats as `emotion_f1` (the same generations and predictions,
+so nothing more is generated), the weighted F1 is also computed on the test motions of the trained
+pairs alone (`emotion_f1_trained`) and of the held-out pairs alone (`emotion_f1_heldout`, the same
+value as the transfer measure's `emotion_f1`; None where the evaluated motions have no held-out pair).
+Both are summarised like every metric (mean ± 1.96·σ/√R over the repeats) and stored among
+`metrics`, so a continual run's performance matrices carry them (`eval.continual_metrics`:
+AWF_trained, AWF_heldout).
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from l2emg.errors import DataError
 from l2emg.eval import metrics as M
 from l2emg.eval.evaluator import Evaluator
 
+# emotion weighted F1 restricted to one part of the test motions: trained / held-out (scenario, emotion) pairs
+EMOTION_F1_PARTS = ("emotion_f1_trained", "emotion_f1_heldout")
 METRIC_KEYS = ("fid", "r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "diversity",
-               "multimodality", "emotion_f1")
+               "multimodality", "emotion_f1", *EMOTION_F1_PARTS)
 
 
 def holdout_pairs_of(dataset: Any, pairs: Sequence[Sequence[str]] | None = None) -> list[tuple[str, str]]:
@@ -73,7 +83,8 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
     cache: a dict kept between calls (e.g. a continual run's evaluation points): the embeddings of the
       real motions (per split and id list) and of the captions are computed once and reused.
     Returns {"split", "num_motions", "repeats", "metrics": {name: {"mean", "ci95", "repeats"} or None},
-    "transfer": {...} or None}.
+    "transfer": {...} or None}; `metrics` includes the two parts of emotion F1 (`EMOTION_F1_PARTS`:
+    trained pairs, held-out pairs; None where that part has no labelled motion).
     """
     cfg = evaluator.config
     repeats = repeats or cfg.eval_repeats
@@ -153,9 +164,14 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
                     transfer[f"r_precision_top{k + 1}"].append(float(hits[subset, k].mean()))
         if labelled.any():
             values["emotion_f1"].append(M.weighted_f1(intended[labelled], predicted[labelled]))
+        if (labelled & ~in_transfer).any():
+            subset = labelled & ~in_transfer
+            values["emotion_f1_trained"].append(M.weighted_f1(intended[subset], predicted[subset]))
         if (labelled & in_transfer).any():
             subset = labelled & in_transfer
-            transfer["emotion_f1"].append(M.weighted_f1(intended[subset], predicted[subset]))
+            heldout = M.weighted_f1(intended[subset], predicted[subset])
+            values["emotion_f1_heldout"].append(heldout)
+            transfer["emotion_f1"].append(heldout)
         if multi:
             values["multimodality"].append(M.multimodality(multi, rng, cfg.mm_pairs, cfg.mm_max_texts))
 

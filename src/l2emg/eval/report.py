@@ -1,6 +1,7 @@
 """Pictures and tables of evaluation results: performance-matrix heatmaps (the paper's Figure 3),
 Table-2 rows in Markdown (`table2_header`, `table2_row`: drawn by `l2emg.eval.table2`, the one writer
-of Table 2), and the real-motion reference table."""
+of Table 2; `awf_parts_table`: AWF beside its trained / held-out parts), and the real-motion reference
+table."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ METRIC_TITLES: dict[str, str] = {
     "diversity": "Diversity",
     "multimodality": "MultiModality",
     "emotion_f1": "Emotion weighted F1",
+    "emotion_f1_trained": "Emotion weighted F1, trained pairs",
+    "emotion_f1_heldout": "Emotion weighted F1, held-out pairs",
 }
 TABLE2_COLUMNS = table2.COLUMNS
 TABLE2_ARROWS = table2.ARROWS
@@ -92,6 +95,14 @@ def table2_row(method: str, metrics: dict[str, Any]) -> str:
     """`| method | AF | AR | AD | AMM | AWF | FR |` with the paper's precision; FR × 100; an average
     with a 95 % half-width (`AR_ci95` …) prints as `mean ± h` (`l2emg.eval.table2.markdown_row`)."""
     return table2.markdown_row(method, table2.values_from_metrics(metrics))
+
+
+def awf_parts_table(runs: dict[str, dict[str, Any]]) -> str | None:
+    """`| Method | AWF | AWF trained | AWF held-out |`, one row per labelled metrics dict (AWF_trained,
+    AWF_heldout and their `_ci95` from `continual_metrics`); None when none of them has a part (results
+    written before the parts existed)."""
+    values = {label: table2.values_from_metrics(metrics) for label, metrics in runs.items()}
+    return table2.parts_table(values) if table2.has_parts(values.values()) else None
 
 
 REFERENCE_COLUMNS = (

@@ -17,12 +17,16 @@ digits (`mean ± h` where a half-width is known; bold and the paper's value in p
 bench), `json_row` as one row of table2.json:
 
     {"rows": [{"method", "split", "order" | "orders", "AF", "AF_ci95", …, "FR", "FR_ci95",
-               "transfer_f1", "transfer_top1", "profile", "backbone"}, …],
+               "transfer_f1", "transfer_top1", "AWF_trained", "AWF_trained_ci95", "AWF_heldout",
+               "AWF_heldout_ci95", "profile", "backbone"}, …],
      "kendall_tau": {split: {column: {"tau", "p", "methods"}}}, "machine": {…}, "date": ISO 8601, …}
 
 (`ROW_FIELDS`, `schema_problems`); one row per method and split with "orders" (means and 95 % CIs over
 those orders), followed by one row per order with "order" (that run's values; its half-widths are
-the repeated evaluations' own).
+the repeated evaluations' own). `PART_COLUMNS` (AWF in two parts: on the test motions of the trained
+and of the held-out (scenario, emotion) pairs, `eval.continual_metrics`) are not the paper's: the
+Markdown shows them in a small table of their own beside AWF (`parts_table`), and rows written
+before they existed lack them (`OPTIONAL_FIELDS`; read as None).
 """
 
 from __future__ import annotations
@@ -42,22 +46,35 @@ ARROWS: dict[str, str] = {"AF": "↓", "AR": "↑", "AD": "↑", "AMM": "↑", "
 # transfer column -> the results.json measure averaged over scenarios after the last step
 TRANSFER_COLUMNS: dict[str, str] = {"transfer_f1": "emotion_f1", "transfer_top1": "r_precision_top1"}
 ALL_COLUMNS: tuple[str, ...] = (*COLUMNS, *TRANSFER_COLUMNS)
+# AWF in two parts: trained and held-out (scenario, emotion) pairs (metrics.json's fields of the same names)
+PART_COLUMNS: tuple[str, ...] = ("AWF_trained", "AWF_heldout")
+PARTS_TABLE_COLUMNS: tuple[str, ...] = ("AWF", *PART_COLUMNS)
+ROW_COLUMNS: tuple[str, ...] = (*ALL_COLUMNS, *PART_COLUMNS)  # every column a row's values carry
 TITLES: dict[str, str] = {**{c: f"{c}{ARROWS[c]}" for c in COLUMNS},
-                          "transfer_f1": "transfer F1↑", "transfer_top1": "transfer top-1↑"}
-LOWER_IS_BETTER: dict[str, bool] = {**{c: ARROWS[c] == "↓" for c in COLUMNS}, "transfer_f1": False, "transfer_top1": False}
-DIGITS: dict[str, int] = {"AF": 2, "AR": 3, "AD": 2, "AMM": 2, "AWF": 3, "FR": 2, "transfer_f1": 3, "transfer_top1": 3}
+                          "transfer_f1": "transfer F1↑", "transfer_top1": "transfer top-1↑",
+                          "AWF_trained": "AWF trained↑", "AWF_heldout": "AWF held-out↑"}
+LOWER_IS_BETTER: dict[str, bool] = {**{c: ARROWS[c] == "↓" for c in COLUMNS}, "transfer_f1": False, "transfer_top1": False,
+                                    "AWF_trained": False, "AWF_heldout": False}
+DIGITS: dict[str, int] = {"AF": 2, "AR": 3, "AD": 2, "AMM": 2, "AWF": 3, "FR": 2, "transfer_f1": 3, "transfer_top1": 3,
+                          "AWF_trained": 3, "AWF_heldout": 3}
+PARTS_NOTE = ("AWF in two parts: emotion weighted F1 on the test motions of the trained (scenario, emotion) pairs "
+              "only, and on those of the held-out pairs only (averaged over the scenarios that have such pairs; "
+              "– where none has).")
 KENDALL_COLUMNS: tuple[str, ...] = ("AF", "AR", "AWF", "FR")  # ranked against the paper's
 FR_SCALE = 100.0  # metrics.json's FR (a fraction of top-1 R-Precision) -> percentage points
 FR_UNITS = "percentage points"
 FR_NOTE = "FR in percentage points of top-1 R-Precision, as the paper prints it."
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f for c in COLUMNS for f in (c, f"{c}_ci95"))
+PART_FIELDS: tuple[str, ...] = tuple(f for c in PART_COLUMNS for f in (c, f"{c}_ci95"))
+OPTIONAL_FIELDS: frozenset[str] = frozenset(PART_FIELDS)  # absent from table2.json written before them
+NUMBER_FIELDS: tuple[str, ...] = (*METRIC_FIELDS, *TRANSFER_COLUMNS, *PART_FIELDS)
 
 
 def row_fields(per_order: bool = False) -> tuple[str, ...]:
     """The fields of one table2.json row, in order: a per-order row has "order", an average "orders"."""
     return ("method", "split", "order" if per_order else "orders", *METRIC_FIELDS, *TRANSFER_COLUMNS,
-            "profile", "backbone")
+            *PART_FIELDS, "profile", "backbone")
 
 
 ROW_FIELDS: tuple[str, ...] = row_fields()
@@ -76,9 +93,10 @@ def transfer_mean(transfer: Mapping[str, Any] | None, key: str) -> float | None:
 
 def values_from_metrics(metrics: Mapping[str, Any], transfer: Mapping[str, Any] | None = None) -> dict[str, float | None]:
     """A method run's metrics.json (or an average of several; FR a fraction) -> a row's values, FR ×
-    100; the transfer columns from `transfer` (default: metrics' own "emotion_transfer")."""
+    100; the transfer columns from `transfer` (default: metrics' own "emotion_transfer"); the parts of
+    AWF (`PART_COLUMNS`) None where the metrics have none (written before them)."""
     values: dict[str, float | None] = {}
-    for column in COLUMNS:
+    for column in (*COLUMNS, *PART_COLUMNS):
         scale = FR_SCALE if column == "FR" else 1.0
         value, half = metrics.get(column), metrics.get(f"{column}_ci95")
         values[column] = None if value is None else scale * float(value)
@@ -94,13 +112,13 @@ def over_orders(per_order: Iterable[Mapping[str, float | None]]) -> dict[str, di
     """{column: `mean_ci` over the orders' values} for every column (a half-width of its own per order is
     not carried over: the interval is the orders' spread)."""
     rows = list(per_order)
-    return {column: mean_ci(row.get(column) for row in rows) for column in ALL_COLUMNS}
+    return {column: mean_ci(row.get(column) for row in rows) for column in ROW_COLUMNS}
 
 
 def values_from_stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
     """`over_orders`' statistics (or the bench's cells) -> a row's values (means and half-widths)."""
     values: dict[str, float | None] = {}
-    for column in ALL_COLUMNS:
+    for column in ROW_COLUMNS:
         entry = stats.get(column) or {}
         values[column], values[f"{column}_ci95"] = entry.get("mean"), entry.get("ci95")
     return values
@@ -169,6 +187,22 @@ def single_table(label: str, metrics: Mapping[str, Any]) -> str:
     return markdown_table({label: values_from_metrics(metrics)})
 
 
+def has_parts(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any of these rows' values (or table2.json rows) has a part of AWF."""
+    return any(row.get(c) is not None for row in rows for c in PART_COLUMNS)
+
+
+def parts_table(rows: Mapping[str, Mapping[str, float | None]], *, labels: Mapping[str, str] | None = None,
+                mark_best: bool = False) -> str:
+    """`| Method | AWF↑ | AWF trained↑ | AWF held-out↑ |`: AWF beside its two parts, one row per entry."""
+    return markdown_table(rows, PARTS_TABLE_COLUMNS, labels=labels, mark_best=mark_best)
+
+
+def single_parts_table(label: str, metrics: Mapping[str, Any]) -> str:
+    """`parts_table` of one method run's metrics, as its report.md shows it."""
+    return parts_table({label: values_from_metrics(metrics)})
+
+
 # -- JSON -------------------------------------------------------------------------------------------
 def json_row(method: str, split: str, values: Mapping[str, float | None], *, profile: str, backbone: str,
              order: int | None = None, orders: Sequence[int] | None = None) -> dict[str, Any]:
@@ -180,7 +214,7 @@ def json_row(method: str, split: str, values: Mapping[str, float | None], *, pro
         row["orders"] = [int(o) for o in orders]
     else:
         row["order"] = int(order)  # type: ignore[arg-type]
-    for name in (*METRIC_FIELDS, *TRANSFER_COLUMNS):
+    for name in NUMBER_FIELDS:
         row[name] = values.get(name)
     row["profile"], row["backbone"] = profile, backbone
     return row
@@ -188,7 +222,8 @@ def json_row(method: str, split: str, values: Mapping[str, float | None], *, pro
 
 def schema_problems(document: Any) -> list[str]:
     """What keeps a table2.json document from its schema (missing top-level fields, rows whose fields
-    are not exactly `row_fields`, non-numeric values); [] when it follows it."""
+    are not exactly `row_fields`, except for `OPTIONAL_FIELDS` they may lack, non-numeric values); []
+    when it follows it."""
     if not isinstance(document, dict):
         return ["not a JSON object"]
     problems = [f"no {name!r}" for name in DOCUMENT_FIELDS if name not in document]
@@ -200,9 +235,10 @@ def schema_problems(document: Any) -> list[str]:
             problems.append(f"rows[{i}]: not an object")
             continue
         expected = set(row_fields("order" in row))
-        if set(row) != expected:
-            problems.append(f"rows[{i}]: fields {sorted(set(row) ^ expected)} differ from the schema")
-        for name in (*METRIC_FIELDS, *TRANSFER_COLUMNS):
+        differ = (set(row) ^ expected) - (OPTIONAL_FIELDS - set(row))
+        if differ:
+            problems.append(f"rows[{i}]: fields {sorted(differ)} differ from the schema")
+        for name in NUMBER_FIELDS:
             if not (row.get(name) is None or isinstance(row.get(name), (int, float))):
                 problems.append(f"rows[{i}].{name}: {row.get(name)!r} is not a number or null")
     return problems
@@ -316,6 +352,10 @@ def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, 
              "after the last scenario, averaged over scenarios and orders.", ""]
     for split in table.cells:
         lines += [f"## {split.capitalize()} split", "", split_markdown(table, split, labels), ""]
+        parts = {m: table.values(split, m) for m in table.cells[split]}
+        if has_parts(parts.values()):
+            lines += [PARTS_NOTE + " Mean ± 95 % CI over the orders, as above.", "",
+                      parts_table(parts, labels=labels, mark_best=True), ""]
         tau_cells = []
         for column, t in taus[split].items():
             value = "n/a" if t["tau"] is None else f"{t['tau']:+.2f}"
