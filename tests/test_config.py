@@ -64,6 +64,26 @@ def test_saved_config_round_trip(tmp_path):
     assert read_saved_config(tmp_path / "config.yaml") == config
 
 
+def test_a_config_saved_before_a_field_existed_keeps_the_old_behaviour(tmp_path):
+    """Run folders written before the scenario emotion data and the paper's CGED load as they ran."""
+    import yaml
+
+    from l2emg.config import SAVED_BEFORE
+
+    config = load_config("tiny")
+    assert config.data.emotion_style == "scenario" and config.esmoe.gate_input == "cged"
+    raw = config.model_dump(mode="json")
+    for section, key in SAVED_BEFORE:
+        del raw[section][key]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    old = read_saved_config(tmp_path / "config.yaml")
+    assert old.data.emotion_style == "shared"
+    assert (old.esmoe.fusion, old.esmoe.dictionary, old.esmoe.gate_input, old.esmoe.mask_schedule) == (
+        "residual", "fixed", "embeddings", "constant")
+    save_config(config, tmp_path / "new.yaml")  # a config that names the fields keeps them
+    assert read_saved_config(tmp_path / "new.yaml") == config
+
+
 def test_run_dir_refuses_other_config(tmp_path):
     run = RunDir(tmp_path / "run")
     run.init(load_config("tiny"))

@@ -16,6 +16,7 @@ from l2emg.eval.continual_metrics import (
     continual_metrics,
     final_average,
     forgetting_rate,
+    forgetting_rate_ci95,
     forward_transfer,
     matrices_from_results,
 )
@@ -47,6 +48,17 @@ def test_forgetting_rate_follows_the_paper():
     missing = R.copy()
     missing[1, 0] = NAN
     assert forgetting_rate(missing) is None
+
+
+def test_forgetting_rate_ci_comes_from_the_two_cells_of_each_term():
+    h = np.arange(1, 10, dtype=float).reshape(3, 3) / 100  # h[i, j]
+    # term 0: best earlier row of column 0 is row 1 (0.55), term 1: row 1 (0.60); both minus row 2
+    expected = np.sqrt((h[1, 0] ** 2 + h[2, 0] ** 2) + (h[1, 1] ** 2 + h[2, 1] ** 2)) / 2
+    assert forgetting_rate_ci95(R, h) == pytest.approx(expected)
+    assert forgetting_rate_ci95(np.array([[0.4]]), np.array([[0.1]])) is None
+    gap = h.copy()
+    gap[2, 1] = NAN
+    assert forgetting_rate_ci95(R, gap) is None
 
 
 def test_averages_transfer_on_last_row():

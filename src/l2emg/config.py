@@ -403,11 +403,12 @@ class ESMoEConfig(MethodOptions):
 
     CGED works at an internal width `d_cged` (the prompt embeddings are projected down to it, so a
     4096-wide LLaMA does not make the block heavy). Its global dictionary holds `dict_clusters`
-    K-means centroids per scenario, computed from that scenario's training prompts only. The gate
-    (Eq. 4) scores a query (down/up projection of the pooled frozen prompt embeddings, as SAPT) against orthogonal
-    keys; logits are q·k / (sqrt(key_dim) · temperature). During training each old expert is masked
-    with probability `mask_prob` and the current expert plus the top (top_k − 1) unmasked old ones
-    are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo
+    K-means centroids per scenario, computed from that scenario's training prompts only (learnable by
+    default, each part frozen after its scenario). The gate (Eq. 4) scores a query (down/up projection
+    of h, CGED's output on the pooled prompt embeddings — `gate_input`) against orthogonal keys; logits
+    are q·k / (sqrt(key_dim) · temperature). During training each old expert is masked with a
+    probability from `mask_prob` and `mask_schedule` and the current expert plus the top (top_k − 1)
+    unmasked old ones are renormalised; at inference the top_k of all experts are. L = L_llm + emotion_weight · L_emo
     + route_weight · L_route + reflection_weight · L_reflect (attentive reflection on stored pseudo-inputs).
     """
 
@@ -690,9 +691,20 @@ def save_config(config: Config, path: str | Path) -> None:
 SAVED_CONFIG_HINT = "restore it, or remove it and re-run with the same --profile/--set to write it again"
 
 
+# Fields added with a default that differs from what the code did before they existed: a config saved
+# before then (the field absent) meant the old behaviour, so an old run folder keeps loading as it ran.
+SAVED_BEFORE: dict[tuple[str, str], Any] = {
+    ("data", "emotion_style"): "shared",
+    ("esmoe", "fusion"): "residual",
+    ("esmoe", "dictionary"): "fixed",
+    ("esmoe", "gate_input"): "embeddings",
+    ("esmoe", "mask_schedule"): "constant",
+}
+
+
 def read_saved_config(path: str | Path) -> Config:
     """Load a run's resolved config.yaml; ConfigError naming the file (and how to fix it) when it is
-    missing, corrupt or not a config."""
+    missing, corrupt or not a config. Fields the file predates take their old behaviour (`SAVED_BEFORE`)."""
     path = Path(path)
     try:
         raw = _read_yaml(path, "a saved config (YAML)")
@@ -703,6 +715,9 @@ def read_saved_config(path: str | Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections, got "
                           f"{'an empty file' if raw is None else type(raw).__name__}; {SAVED_CONFIG_HINT}")
+    for (section, key), value in SAVED_BEFORE.items():
+        if isinstance(raw.get(section), dict) and key not in raw[section]:
+            raw[section][key] = value
     try:
         return Config.model_validate(raw)
     except ValidationError as err:

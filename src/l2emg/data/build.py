@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from l2emg.config import Config, DataConfig
+from l2emg.config import SAVED_BEFORE, Config, DataConfig
 from l2emg.data.layout import FEATURE_DIM, FEATURES_DIR, META_FILE, NUM_JOINTS, SPLITS
 from l2emg.data.records import Caption, MotionRecord
 from l2emg.data.splits import assign_splits
@@ -138,6 +138,9 @@ def _finished_summary(out: Path, data_config: dict[str, Any]) -> dict[str, Any] 
     except ValueError as err:
         raise DataError(str(err)) from err
     built_with = meta.get("generator", {}).get("config")
+    if isinstance(built_with, dict):  # fields the build predates: their old behaviour (config.SAVED_BEFORE)
+        built_with = {**{key: value for (section, key), value in SAVED_BEFORE.items() if section == "data"},
+                      **built_with}
     if built_with != data_config:
         changed = sorted(k for k in set(data_config) | set(built_with or {})
                          if (built_with or {}).get(k) != data_config.get(k))

@@ -9,6 +9,7 @@ With 1-based indices as in the paper and N the last scenario:
     AWF = 1/N Σ_j wf[N, j]      (emotion weighted F1)
     (each average also gets a 95 % half-width, `AR_ci95` …, from its cells' own: sqrt(Σ h_j²) / N)
     FR  = 1/(N−1) Σ_{j=1}^{N−1} ( max_{k=j}^{N−1} r[k, j] − r[N, j] )   (top-1 R-Precision)
+          (FR_ci95 from the two cells of each term: `forgetting_rate_ci95`)
 
 AWF in two parts (not in the paper): the same average of the last row of the emotion F1 restricted
 to the test motions of the trained (scenario, emotion) pairs (`emotion_f1_trained` -> AWF_trained)
@@ -219,6 +220,22 @@ def forgetting_rate(matrix: np.ndarray) -> float | None:
     return float(np.mean(terms))
 
 
+def forgetting_rate_ci95(matrix: np.ndarray, half_widths: np.ndarray) -> float | None:
+    """A 95 % half-width for FR from its cells' own: term j is r[k*, j] − r[N, j] with k* the best
+    earlier row, so h_j = sqrt(h[k*, j]² + h[N, j]²) and FR's is sqrt(Σ h_j²) / (N − 1) (the choice
+    of k* treated as fixed). None where FR is or a needed half-width is missing."""
+    r, h = _check_square(matrix), _check_square(half_widths)
+    if forgetting_rate(r) is None or h.shape != r.shape:
+        return None
+    n = r.shape[0]
+    terms = []
+    for j in range(n - 1):
+        best = j + int(np.argmax(r[j:n - 1, j]))
+        terms.append(h[best, j] ** 2 + h[n - 1, j] ** 2)
+    total = float(np.sum(terms))
+    return None if np.isnan(total) else float(np.sqrt(total) / (n - 1))
+
+
 def backward_transfer(matrix: np.ndarray) -> float | None:
     """BWT = 1/(N−1) Σ_{i<N} (M[N, i] − M[i, i]); negative = forgetting (for higher-is-better metrics)."""
     m = _check_square(matrix)
@@ -258,6 +275,8 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
                                           if metric in perf.matrices else (None, None))
     r = perf.matrices.get(FORGETTING_METRIC)
     out["FR"] = forgetting_rate(r) if r is not None else None
+    out["FR_ci95"] = (forgetting_rate_ci95(r, perf.ci95[FORGETTING_METRIC])
+                      if r is not None and FORGETTING_METRIC in perf.ci95 else None)
     out["BWT"] = backward_transfer(r) if r is not None else None
     out["FWT"] = forward_transfer(r, reference.get(FORGETTING_METRIC)) if r is not None else None
     out["fwt_reference"] = "initial" if FORGETTING_METRIC in perf.initial else (

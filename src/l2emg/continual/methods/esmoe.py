@@ -1,29 +1,35 @@
 """ES-MoE (the paper's method) and its three ablations, behind the `ContinualMethod` interface.
 
     prompt token ids ──embed (frozen table, no expert)──> X (B, P, d_model)
-        CGED (`cged.EmotionDecoupler`): h = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)      (B, P, d)
-        ├─ emotion classifier(pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
-        ├─ gate (`gate.ExpertGate`, Eq. 4): query(LayerNorm(mean X)) · keys ──> weights w (B, E), per sample
-        │    (the frozen prompt embeddings, as SAPT: pooled h drifts as CGED keeps training — see `_front`)
-        └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (a no-op at the start:
-           scale 0 on a random out_proj, or with `esmoe.emotion_init: projection` scale 1 on a zero out_proj)
+        CGED (`cged.EmotionDecoupler`): h = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       (B, P, d)
+        ├─ emotion classifier(attention-pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
+        ├─ gate (`gate.ExpertGate`, Eq. 4): query(h̄) · keys ──> weights w (B, E), per sample, where
+        │    h̄ = CGED(mean X) is h of the pooled prompt (`esmoe.gate_input: cged`; `embeddings`: the
+        │    standardised mean X, as SAPT — the ablation's gate input)
+        └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (live from the first
+           step: `esmoe.emotion_init: live`, scale `emotion_scale_init` on a random out_proj)
            (+ the routed experts' update of the input embeddings, when `embed_tokens` is a LoRA target)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
     L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
 
-L_route: cross-entropy of the gate's logits toward expert i for the step-i samples (all from scenario
-i), so the fresh expert i takes the weight of its own scenario. Alone it teaches the gate to send
-every prompt to the newest expert; L_reflect (attentive reflection, after SAPT) balances it: at the end
-of step i, K-means centroids of scenario i's gate inputs and its average gate are stored (no raw
-samples), and later steps pull the gate on those points back to the stored gate (KL, zeros on newer
-experts). Together they train the shared query network to tell scenarios apart.
+L_route (ours, off in the `paper` profile): cross-entropy of the gate's logits toward expert i for the
+step-i samples (all from scenario i), so the fresh expert i takes the weight of its own scenario.
+Alone it teaches the gate to send every prompt to the newest expert; L_reflect (attentive reflection,
+after SAPT; ours, off in `paper`) balances it: at the end of step i, K-means centroids of scenario i's
+pooled prompt embeddings and its average gate are stored (no raw samples), and later steps pull the
+gate on those points back to the stored gate (KL, zeros on newer experts). The points are stored
+BEFORE CGED (pooled frozen embeddings never drift) and replayed through the CURRENT CGED and query
+network, so the loss also trains against the drift of h that L_emo and L_llm cause in later steps.
 
 Scenario step i (Algorithm 1): `begin_scenario` appends K-means centroids of the CURRENT scenario's
-prompt embeddings to CGED's global dictionary, adds LoRA expert i (a no-op, as the paper, or with
+prompt embeddings to CGED's global dictionary (a learnable part that trains in this scenario only and
+is frozen afterwards: `esmoe.dictionary: learnable`), adds LoRA expert i (a no-op, as the paper, or with
 `esmoe.expert_init: previous` a copy of expert i − 1: a warm start that moves no old parameter — the
-embedded profile uses it, because a fresh expert learns too little in a scenario's 45–171 updates) and key i; only expert i, key i,
-the gate's query network, CGED, the emotion classifier and the scale train. Older experts and keys
-are frozen (`requires_grad=False`: bit-identical by construction).
+embedded profile uses it, because a fresh expert learns too little in a scenario's 45–171 updates) and
+key i; only expert i, key i, the gate's query network, CGED (with its current dictionary part), the
+emotion classifier and the scale train. Older experts, keys and dictionary parts are frozen
+(`requires_grad=False`: bit-identical by construction). Old experts are masked in training with a
+probability that grows with the step (`esmoe.mask_schedule: step`, `gate.ExpertGate`).
 
 Generation (`prepare_generation`): the gate depends only on the prompt, so the routing is fixed for a
 whole request. A single prompt merges the selected experts into the base weights once
@@ -31,9 +37,13 @@ whole request. A single prompt merges the selected experts into the base weights
 top-k experts (the bank computes only those per sample, in training too: the current expert plus one
 old one). Any later training forward or `prepare_generation` unmerges first.
 
-Ablations (Table 2): `esmoe_wo_cged` — no CGED: the gate reads the mean-pooled plain prompt
-embeddings, no L_emo, nothing added to the input; `esmoe_wo_samoe` — one LoRA trained sequentially
-(as SeqLoRA) with CGED and L_emo kept; `esmoe_wo_lemo` — λ = 0 (no classifier).
+Ablations (Table 2): `esmoe_wo_cged` — no CGED: the gate reads the standardised mean-pooled plain
+prompt embeddings, no L_emo, nothing added to the input; `esmoe_wo_samoe` — one LoRA trained
+sequentially (as SeqLoRA) with CGED and L_emo kept; `esmoe_wo_lemo` — λ = 0 (no classifier).
+
+The CGED of before 2026-12-07 (`emotion_init: scale`, `fusion: residual`, `dictionary: fixed`,
+`gate_input: embeddings`, `mask_schedule: constant`) stays selectable; docs/experiments/cged.md
+compares the two.
 """
 
 from __future__ import annotations

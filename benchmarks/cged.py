@@ -1,0 +1,195 @@
+"""Does emotion decoupling matter? ES-MoE against its ablations and baselines on both data variants.
+
+    python benchmarks/cged.py --run scenario=runs/scen --run shared=runs/shared-base \
+        [--variant before=runs/scen-before] [--methods esmoe esmoe_wo_cged ...]
+
+For every finished method run `RUN/methods/<method>-unseen-o1/` of each `--run DATA=RUN` (DATA is the
+run's `data.emotion_style`: `scenario` or `shared`), reads its continual metrics and writes one row
+to `benchmarks/results/cged.json` (issue 33's schema, more fields welcome):
+
+    {"rows": [{"data", "method", "AR", "AR_ci95", "AWF", "AWF_ci95", "AWF_trained", "AWF_trained_ci95",
+               "AWF_heldout", "AWF_heldout_ci95", "FR", "FR_ci95", "cged_input_norm_ratio", ...}], ...}
+
+- AR / AWF / AWF_trained / AWF_heldout and their half-widths are the run's (`eval.continual_metrics`,
+  from the results of every evaluation point; FR_ci95 from the cells of each FR term).
+- `cged_input_norm_ratio` (variants with CGED; null otherwise): ‖Δ‖ / ‖X‖ over the prompt tokens of
+  the run's test captions (each motion's first caption), where X are the frozen prompt embeddings and
+  Δ what CGED adds to them (scale · rms(E) · out_proj(h)), with the method's final weights.
+- `routing_accuracy` (methods with a gate): the share of test prompts whose top-weighted expert is
+  the expert of their own scenario (Unseen split: expert j belongs to the stream's scenario j).
+- `emotion_scale`, `dictionary_drift`: the learned scale of CGED's input and each scenario part's
+  relative distance from its K-means initialisation (learnable dictionary).
+`--variant NAME=RUN` adds the rows of another run folder (e.g. ES-MoE with the CGED of before
+2026-12-07) with "variant": NAME; the ordinary rows have "variant": "default". Machine and date are
+recorded. `python benchmarks/cged.py table` prints the committed JSON as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2emg.config import read_saved_config
+from l2emg.eval.continual_metrics import continual_metrics, forgetting_rate_ci95, load_results
+from l2emg.runs import RunDir
+from l2emg.utils.io import save_json
+
+OUT = Path(__file__).resolve().parent / "results" / "cged.json"
+METHODS = ("esmoe", "esmoe_wo_cged", "esmoe_wo_samoe", "esmoe_wo_lemo", "seqlora", "mtl")
+COLUMNS = ("AR", "AWF", "AWF_trained", "AWF_heldout", "FR")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _metrics(method_dir: Path) -> dict[str, Any]:
+    """The run's continual metrics recomputed from its results (so FR_ci95 and the AWF parts are there
+    for runs written before they existed in metrics.json); MTL's joint run: its metrics.json."""
+    results = method_dir / "results.json"
+    saved = json.loads((method_dir / "metrics.json").read_text())
+    try:
+        perf = load_results(results)
+    except Exception:  # joint training (MTL) writes one evaluation, not a stream of them
+        return saved
+    out = continual_metrics(perf)
+    r = perf.matrices.get("r_precision_top1")
+    if r is not None and "r_precision_top1" in perf.ci95:
+        out["FR_ci95"] = forgetting_rate_ci95(r, perf.ci95["r_precision_top1"])
+    return out
+
+
+@torch.no_grad()
+def _probe(run_dir: Path, method: str, batch: int = 128) -> dict[str, Any]:
+    """cged_input_norm_ratio, routing_accuracy, emotion_scale and dictionary_drift of a finished run."""
+    from l2emg.data.reader import load_dataset
+    from l2emg.generator import load_generator, stream_scenarios
+    from l2emg.lm.prompts import encode_prompts
+
+    generator = load_generator(run_dir, method)
+    trained = generator.method
+    out: dict[str, Any] = {"cged_input_norm_ratio": None, "routing_accuracy": None, "emotion_scale": None,
+                           "dictionary_drift": None}
+    if trained is None or not hasattr(trained, "_front"):
+        return out
+    run = RunDir(run_dir)
+    records = load_dataset(run.data_dir).split("test")
+    scenarios = stream_scenarios(run.find_method_run(method))
+    lm = generator.lm
+    table = lm.model.get_input_embeddings()
+    delta_sq = plain_sq = 0.0
+    hits = total = 0
+    for start in range(0, len(records), batch):
+        chunk = records[start:start + batch]
+        enc = encode_prompts(lm.tokenizer, lm.vocab, [r.captions[0].text for r in chunk])
+        ids, mask = enc["input_ids"], enc["attention_mask"].bool()
+        embeds, gate_source, _ = trained._front(ids, mask)
+        plain = table.frozen(ids) if hasattr(table, "frozen") else table(ids)
+        if getattr(trained, "use_cged", False):
+            delta = (embeds - plain).float()[mask]
+            delta_sq += float(delta.pow(2).sum())
+            plain_sq += float(plain.float()[mask].pow(2).sum())
+        if getattr(trained, "use_samoe", False):
+            top = trained.gate(trained._gate_in(gate_source)).argmax(-1)
+            own = torch.tensor([scenarios.index(r.scenario) if r.scenario in scenarios else -1 for r in chunk])
+            hits += int((top.cpu() == own).sum())
+            total += len(chunk)
+    if getattr(trained, "use_cged", False):
+        out["cged_input_norm_ratio"] = float(np.sqrt(delta_sq / max(plain_sq, 1e-30)))
+        out["emotion_scale"] = float(trained.emotion_scale.detach())
+        out["dictionary_drift"] = [round(d, 4) for d in trained.cged.dictionary_drift()]
+    if total:
+        out["routing_accuracy"] = hits / total
+    return out
+
+
+def collect(runs: list[tuple[str, Path]], variants: list[tuple[str, Path]], methods: list[str]) -> list[dict]:
+    rows = []
+    for label, run_dir, variant in [(d, p, "default") for d, p in runs] + [(None, p, v) for v, p in variants]:
+        config = read_saved_config(RunDir(run_dir).config_path)
+        data = config.data.emotion_style if label is None else label
+        if data != config.data.emotion_style:
+            raise SystemExit(f"{run_dir}: its data.emotion_style is {config.data.emotion_style!r}, not {data!r}")
+        for method in methods:
+            method_dir = RunDir(run_dir).path / "methods" / f"{method}-unseen-o1"
+            if not (method_dir / "metrics.json").exists():
+                continue
+            metrics = _metrics(method_dir)
+            row: dict[str, Any] = {"data": data, "method": method, "variant": variant}
+            for column in COLUMNS:
+                row[column] = metrics.get(column)
+                row[f"{column}_ci95"] = metrics.get(f"{column}_ci95")
+            row.update(_probe(Path(run_dir), method))
+            row["run"] = str(method_dir)
+            method_config = read_saved_config(method_dir / "config.yaml")
+            row["esmoe"] = method_config.esmoe.model_dump(mode="json") if method.startswith("esmoe") else None
+            rows.append(row)
+            print(f"{data:8s} {variant:8s} {method:15s} " + "  ".join(
+                f"{c} {row[c]:.3f}" if isinstance(row[c], float) else f"{c} -" for c in COLUMNS)
+                + f"  ratio {row['cged_input_norm_ratio']}  routing {row['routing_accuracy']}", flush=True)
+    return rows
+
+
+def table(path: Path = OUT) -> str:
+    """The committed rows as markdown: mean ± 95 % half-width."""
+    data = json.loads(path.read_text())
+
+    def cell(row, column):
+        value, half = row.get(column), row.get(f"{column}_ci95")
+        if value is None:
+            return "–"
+        return f"{value:.3f}" + (f" ± {half:.3f}" if half is not None else "")
+
+    lines = ["| data | method | variant | AR ↑ | AWF ↑ | AWF trained ↑ | AWF held-out ↑ | FR ↓ | CGED input / prompt | routing |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        ratio = row.get("cged_input_norm_ratio")
+        routing = row.get("routing_accuracy")
+        lines.append(f"| {row['data']} | {row['method']} | {row.get('variant', 'default')} | "
+                     + " | ".join(cell(row, c) for c in COLUMNS)
+                     + f" | {'–' if ratio is None else f'{ratio:.3f}'} | {'–' if routing is None else f'{routing:.2f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["table"]:
+        print(table())
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", default=[], metavar="DATA=RUN", help="scenario=runs/scen, shared=…")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=RUN", help="extra rows (e.g. before=…)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    pairs = [tuple(item.split("=", 1)) for item in args.run]
+    variants = [tuple(item.split("=", 1)) for item in args.variant]
+    rows = collect([(d, Path(p)) for d, p in pairs], [(v, Path(p)) for v, p in variants], args.methods)
+    save_json(args.out, {
+        "rows": rows,
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load": round(os.getloadavg()[0], 2)},
+        "date": dt.date.today().isoformat(),
+        "protocol": "default profile, Unseen order 1, seed 0; CIs: 1.96·σ/√R over the evaluator's "
+                    "repeats (R = evaluator.eval_repeats) of each cell, averaged as AR's",
+    })
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
