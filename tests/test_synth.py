@@ -239,12 +239,12 @@ def test_each_emotion_keeps_its_core_and_looks_different_in_every_scenario():
         offsets = {s: _expression(s, emotion)[0] for s in SCENARIOS}
         shared = _expression(SCENARIOS[0], emotion, style="shared")[0]
         for scenario, vec in offsets.items():
-            accent = {name for name, _ in scenario_accent(scenario, emotion).offsets}
-            accent |= {scenario_accent(scenario, emotion).channel}
-            for name, value in POSTURE[emotion].items():   # the core: same direction wherever no accent acts
-                base = name[2:] if name[:2] in ("l_", "r_") else name
-                if base not in accent and abs(value) >= 5 and emotion not in ("fearful", "surprised", "disgusted"):
+            for name, value in POSTURE[emotion].items():   # the core: every signature channel keeps its direction
+                if abs(value) >= 5 and emotion not in ("fearful", "surprised", "disgusted"):
                     assert np.sign(vec[CH[name]]) == np.sign(shared[CH[name]]), (emotion, scenario, name)
+            for name, value in scenario_accent(scenario, emotion).offsets:  # accents never undo it
+                core = POSTURE[emotion].get(name, POSTURE[emotion].get(f"l_{name}", 0.0))
+                assert core == 0 or np.sign(value) == np.sign(core), (emotion, scenario, name)
         for a, b in itertools.combinations(SCENARIOS, 2):  # ... expressed differently in every scenario
             assert np.abs(offsets[a] - offsets[b]).max() > 5.0, (emotion, a, b)
     # neutral is neutral everywhere

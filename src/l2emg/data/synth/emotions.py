@@ -24,9 +24,9 @@ Two data variants (`data.emotion_style`):
      posture offsets and arm attitudes (a sad dancer's arms droop, a sad musician's head sinks);
   2. how strong its dynamics are: the tempo / amplitude / stride / lift multipliers are raised to a
      power (same direction, larger or smaller deviation) and bounce / crouch / stomp are scaled;
-  3. an accent of its own per (scenario, emotion): three channel offsets and one oscillating channel
-     (amplitude, frequency), drawn once from a fixed seed (`ACCENT_SEED`) — part of the benchmark's
-     definition, not of `data.seed`. docs/data.md shows one emotion across the eight scenarios.
+  3. an accent of its own per (scenario, emotion): three channel offsets (an offset on a channel of
+     the signature goes the signature's way) and one oscillating channel (amplitude, frequency), drawn
+     once from a fixed seed (`ACCENT_SEED`) — part of the benchmark's definition, not of `data.seed`. docs/data.md shows one emotion across the eight scenarios.
 """
 
 from __future__ import annotations
@@ -159,8 +159,14 @@ def scenario_accent(scenario: str, emotion: str) -> Accent | None:
     rng = np.random.default_rng([ACCENT_SEED, SCENARIOS.index(scenario), EMOTIONS.index(emotion)])
     names = list(_ACCENT_RANGE)
     picked = rng.choice(len(names), size=3, replace=False)
-    offsets = tuple((names[i], float(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0) * _ACCENT_RANGE[names[i]]))
-                    for i in sorted(picked))
+    offsets = []
+    for i in sorted(picked):
+        sign, size = float(rng.choice([-1.0, 1.0])), float(rng.uniform(0.5, 1.0))
+        core = POSTURE[emotion].get(names[i], POSTURE[emotion].get(f"l_{names[i]}", 0.0))
+        if core:  # an accent on a channel of the core goes the core's way: it varies it, never undoes it
+            sign = float(np.sign(core))
+        offsets.append((names[i], sign * size * _ACCENT_RANGE[names[i]]))
+    offsets = tuple(offsets)
     channel = _OSCILLATING[int(rng.integers(len(_OSCILLATING)))]
     amplitude = float(rng.uniform(0.4, 0.8) * _ACCENT_RANGE[channel])
     return Accent(offsets, channel, amplitude, float(rng.uniform(0.5, 2.5)))
