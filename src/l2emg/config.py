@@ -447,6 +447,8 @@ class ESMoEConfig(MethodOptions):
     fusion: str = Field("attention", pattern="^(attention|residual)$", description="CGED's fusion: h = LayerNorm(W(FFN1(s_x) ⊕ "
                         "FFN2(s_m)) + b) (attention, nothing bypasses the two attentions) or with X' added inside "
                         "the LayerNorm (residual: the classifier can read the emotion words directly)")
+    attention_sharpness: float = Field(8.0, gt=0.0, description="τ: CGED's attention logits are τ · q·k / √d "
+                                       "(1 = the usual scale; 8 lets the attention-only fusion learn L_emo)")
     dictionary: str = Field("learnable", pattern="^(learnable|fixed)$", description="CGED's global dictionary: "
                             "K-means-initialised Parameters, each scenario's part trained in its own scenario and frozen "
                             "after it (learnable, the paper), or fixed K-means centres (fixed)")
@@ -699,6 +701,7 @@ SAVED_BEFORE: dict[tuple[str, str], Any] = {
     ("esmoe", "dictionary"): "fixed",
     ("esmoe", "gate_input"): "embeddings",
     ("esmoe", "mask_schedule"): "constant",
+    ("esmoe", "attention_sharpness"): 1.0,
 }
 
 

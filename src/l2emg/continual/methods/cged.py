@@ -4,9 +4,9 @@ emotion-highlighted input h (paper, "Causal-Guided Emotion Decoupling Block"; do
 The front-door adjustment P(Y | do(X)) ≈ Softmax(φ(s_x, s_m)) (Eq. 2, NWGM approximation) is
 implemented with two attentions, per prompt token:
 
-    s_x = Softmax(Q_m K_mᵀ / √d) V_m     self-sampling: queries f(X), keys/values linear maps of the
+    s_x = Softmax(τ Q_m K_mᵀ / √d) V_m   self-sampling: queries f(X), keys/values linear maps of the
                                           sample's own prompt tokens (padding masked)
-    s_m = Softmax(Q_c K_gᵀ / √d) V_g     cross-sampling: queries g(X), keys/values linear maps of a
+    s_m = Softmax(τ Q_c K_gᵀ / √d) V_g   cross-sampling: queries g(X), keys/values linear maps of a
                                           global dictionary compressed from the training set by K-means
     h   = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)            fusion "attention" (the default)
     h   = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       fusion "residual" (before 2026-12-07)
@@ -30,6 +30,8 @@ with ReLU on the pooled h, then the class logits (the softmax is inside the cros
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -61,9 +63,9 @@ def kmeans_centroids(features: np.ndarray, clusters: int, seed: int, n_init: int
 class _Attention(nn.Module):
     """Multi-head scaled dot-product attention from given queries to given keys/values (no projections)."""
 
-    def __init__(self, heads: int):
+    def __init__(self, heads: int, sharpness: float = 1.0):
         super().__init__()
-        self.heads = heads
+        self.heads, self.sharpness = heads, float(sharpness)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """q (B, L, d), k/v (B, S, d) or (S, d) shared by the batch, key_mask (B, S) bool -> (B, L, d)."""
@@ -72,7 +74,8 @@ class _Attention(nn.Module):
             k, v = k.expand(batch, -1, -1), v.expand(batch, -1, -1)
         split = lambda t: t.reshape(t.shape[0], t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S): True = attend
-        out = sdpa(split(q), split(k), split(v), attn_mask=mask)  # (B, H, L, d/H)
+        scale = self.sharpness / math.sqrt(d // self.heads)
+        out = sdpa(split(q), split(k), split(v), attn_mask=mask, scale=scale)  # (B, H, L, d/H)
         return out.transpose(1, 2).reshape(batch, length, d)
 
 
@@ -88,7 +91,7 @@ class EmotionDecoupler(nn.Module):
     """
 
     def __init__(self, d_model: int, d_cged: int, heads: int = 4, ffn_mult: int = 2, fusion: str = "residual",
-                 learnable_dictionary: bool = False):
+                 learnable_dictionary: bool = False, sharpness: float = 1.0):
         super().__init__()
         if fusion not in ("residual", "attention"):
             raise ValueError(f"CGED fusion must be 'residual' or 'attention', got {fusion!r}")
@@ -108,7 +111,10 @@ class EmotionDecoupler(nn.Module):
         self.g_query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.dict_key = nn.Linear(d, d)
         self.dict_value = nn.Linear(d, d)
-        self.attention = _Attention(heads)
+        # Without a residual, each token's h is what its attentions return: at the usual 1/√d scale the
+        # self-attention over ~50 prompt tokens starts near uniform (every token the same mean) and L_emo
+        # barely moved it; `sharpness` multiplies the logits (measured: docs/experiments/cged-paper.md).
+        self.attention = _Attention(heads, sharpness)
         self.ffn_self = _ffn(d, ffn_mult * d)   # FFN1
         self.ffn_cross = _ffn(d, ffn_mult * d)  # FFN2
         self.fuse = nn.Linear(2 * d, d)  # W, b
@@ -121,6 +127,7 @@ class EmotionDecoupler(nn.Module):
         if self.learnable_dictionary:
             self.dictionary_parts = nn.ParameterList()
             self.register_buffer("dictionary_init", torch.zeros(0, d_model))
+            self.register_buffer("part_scale", torch.zeros(0))
         else:
             self.register_buffer("dictionary", torch.zeros(0, d_model))
         self.dictionary_sizes: list[int] = []
@@ -129,7 +136,7 @@ class EmotionDecoupler(nn.Module):
     def memory(self) -> Tensor:
         """The whole global dictionary (M, d_model)."""
         if self.learnable_dictionary:
-            parts = list(self.dictionary_parts)
+            parts = [part * scale for part, scale in zip(self.dictionary_parts, self.part_scale)]
             return torch.cat(parts, dim=0) if parts else self.dictionary_init
         return self.dictionary
 
@@ -141,7 +148,12 @@ class EmotionDecoupler(nn.Module):
             raise ValueError(f"centroids must have shape (K, {self.d_model}), got {tuple(centroids.shape)}")
         if self.learnable_dictionary:
             new = centroids.to(device=self.dictionary_init.device, dtype=self.dictionary_init.dtype)
-            self.dictionary_parts.append(nn.Parameter(new.clone(), requires_grad=False))
+            # a part is stored in units of its own RMS (`part_scale`), so that an optimizer step of a given
+            # learning rate moves it by a share of its size (embedding entries are ~0.02: a raw Adam step of
+            # 5e-3 moved the centroids by several times their norm in one scenario)
+            scale = new.float().pow(2).mean().sqrt().clamp(min=1e-12).reshape(1)
+            self.dictionary_parts.append(nn.Parameter((new / scale).clone(), requires_grad=False))
+            self.part_scale = torch.cat([self.part_scale, scale.to(self.part_scale)])
             self.dictionary_init = torch.cat([self.dictionary_init, new], dim=0)
         else:
             new = centroids.to(device=self.dictionary.device, dtype=self.dictionary.dtype)
@@ -160,9 +172,9 @@ class EmotionDecoupler(nn.Module):
         if not self.learnable_dictionary:
             return [0.0] * len(self.dictionary_sizes)
         out, start = [], 0
-        for param, size in zip(self.dictionary_parts, self.dictionary_sizes):
-            init = self.dictionary_init[start:start + size]
-            out.append(float((param.float() - init.float()).norm() / init.float().norm().clamp(min=1e-12)))
+        for param, scale, size in zip(self.dictionary_parts, self.part_scale, self.dictionary_sizes):
+            init = self.dictionary_init[start:start + size].float()
+            out.append(float((param.float() * scale - init).norm() / init.norm().clamp(min=1e-12)))
             start += size
         return out
 
@@ -175,6 +187,7 @@ class EmotionDecoupler(nn.Module):
                 [nn.Parameter(torch.zeros(size, self.d_model, device=like.device, dtype=like.dtype), requires_grad=False)
                  for size in sizes])
             self.dictionary_init = torch.zeros(sum(sizes), self.d_model, device=like.device, dtype=like.dtype)
+            self.part_scale = torch.zeros(len(sizes), device=like.device, dtype=like.dtype)
         else:
             self.dictionary = torch.zeros(sum(sizes), self.d_model, device=self.dictionary.device,
                                           dtype=self.dictionary.dtype)

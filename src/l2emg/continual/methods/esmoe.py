@@ -93,7 +93,8 @@ class ESMoE(ContinualMethod):
             gate_input = d_model
             if self.use_cged:
                 self.cged = EmotionDecoupler(d_model, opts.d_cged, opts.heads, opts.ffn_mult, fusion=opts.fusion,
-                                             learnable_dictionary=opts.dictionary == "learnable")
+                                             learnable_dictionary=opts.dictionary == "learnable",
+                                             sharpness=opts.attention_sharpness)
                 # h enters the LLM as scale · rms(E) · out_proj(h): live from the first step (a small scale on
                 # a random projection, so L_llm's gradient reaches the projection, the fusion, both attentions
                 # and the dictionary at once), or a no-op at the start (the two older initialisations)
