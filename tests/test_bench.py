@@ -227,7 +227,7 @@ def test_the_four_table2_writers_draw_the_same_row(tmp_path, tiny_config):
         return [c.strip() for c in line.strip().strip("|").split("|")][1:]
 
     expected = table2_row(label, metrics)
-    assert cells(expected) == ["2.75 ± 0.14", "0.455 ± 0.014", "9.60 ± 0.07", "1.20", "0.400 ± 0.021", "19.00"]
+    assert cells(expected) == ["2.75 ± 0.14", "0.455 ± 0.014", "9.60 ± 0.07", "1.20", "0.400 ± 0.021", "19.00 ± 2.83"]
     report = method_run.report_path.read_text().splitlines()
     assert table2_header().splitlines()[0] in report and expected in report
     studio = table2_markdown(run).splitlines()

@@ -444,11 +444,15 @@ class ESMoEConfig(MethodOptions):
                               "zero projection (projection, LoRA's B = 0)")
     emotion_scale_init: float = Field(0.25, gt=0.0, description="live: the initial scale of CGED's input to the LLM, "
                                       "in units of the backbone's embedding RMS")
-    fusion: str = Field("attention", pattern="^(attention|residual)$", description="CGED's fusion: h = LayerNorm(W(FFN1(s_x) ⊕ "
+    fusion: str = Field("residual", pattern="^(attention|residual)$", description="CGED's fusion: h = LayerNorm(W(FFN1(s_x) ⊕ "
                         "FFN2(s_m)) + b) (attention, nothing bypasses the two attentions) or with X' added inside "
                         "the LayerNorm (residual: the classifier can read the emotion words directly)")
-    attention_sharpness: float = Field(8.0, gt=0.0, description="τ: CGED's attention logits are τ · q·k / √d "
-                                       "(1 = the usual scale; 8 lets the attention-only fusion learn L_emo)")
+    llm_trains_cged: bool = Field(False, description="whether L_llm's gradient reaches CGED's block through the "
+                                  "emotion-highlighted input (false: it trains only out_proj and the scale; the block is "
+                                  "trained by L_emo and the gate's losses — with it, L_emo stayed at chance)")
+    attention_sharpness: float = Field(1.0, gt=0.0, description="τ: CGED's attention logits are τ · q·k / √d "
+                                       "(1 = the usual scale; sharper attention learned faster on toy data, not on the "
+                                       "embedded data)")
     dictionary: str = Field("learnable", pattern="^(learnable|fixed)$", description="CGED's global dictionary: "
                             "K-means-initialised Parameters, each scenario's part trained in its own scenario and frozen "
                             "after it (learnable, the paper), or fixed K-means centres (fixed)")
@@ -697,11 +701,10 @@ SAVED_CONFIG_HINT = "restore it, or remove it and re-run with the same --profile
 # before then (the field absent) meant the old behaviour, so an old run folder keeps loading as it ran.
 SAVED_BEFORE: dict[tuple[str, str], Any] = {
     ("data", "emotion_style"): "shared",
-    ("esmoe", "fusion"): "residual",
     ("esmoe", "dictionary"): "fixed",
     ("esmoe", "gate_input"): "embeddings",
     ("esmoe", "mask_schedule"): "constant",
-    ("esmoe", "attention_sharpness"): 1.0,
+    ("esmoe", "llm_trains_cged"): True,
 }
 
 
