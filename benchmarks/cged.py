@@ -21,7 +21,10 @@ to `benchmarks/results/cged.json` (issue 33's schema, more fields welcome):
   relative distance from its K-means initialisation (learnable dictionary).
 `--variant NAME=RUN` adds the rows of another run folder (e.g. ES-MoE with the CGED of before
 2026-12-07) with "variant": NAME; the ordinary rows have "variant": "default". Machine and date are
-recorded. `python benchmarks/cged.py table` prints the committed JSON as a markdown table.
+recorded. `python benchmarks/cged.py table` prints the committed JSON as a markdown table;
+`python benchmarks/cged.py first-scenario RUN [KEY=VALUE ...]` trains ES-MoE on the first
+scenario only and prints its emotion accuracy (how the CGED settings were compared:
+docs/experiments/cged-paper.md).
 """
 
 from __future__ import annotations
@@ -166,10 +169,28 @@ def table(path: Path = OUT) -> str:
     return "\n".join(lines)
 
 
+def first_scenario(run_dir: str, overrides: list[str]) -> dict[str, Any]:
+    """Train ES-MoE on the stream's first scenario only (the trainer's own `train_step`, nothing saved)
+    with the default profile and `overrides`; return the last updates' emotion accuracy and losses."""
+    from l2emg.config import load_config
+    from l2emg.continual.trainer import StreamTrainer
+
+    torch.set_num_threads(1)
+    trainer = StreamTrainer(RunDir(run_dir), load_config("default", overrides), method="esmoe", progress=False)
+    trainer._load()
+    name, ids = trainer.steps()[0]
+    log = trainer.train_step(0, name, ids)
+    return {"overrides": overrides, "scenario": name, "updates": log["updates"],
+            "emo_acc": log.get("last_emo_acc"), "emo_loss": log.get("last_emo_loss"), "lm_loss": log.get("last_lm_loss")}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["table"]:
         print(table())
+        return 0
+    if argv[:1] == ["first-scenario"]:  # first-scenario RUN [KEY=VALUE ...]
+        print(json.dumps(first_scenario(argv[1], argv[2:])))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", default=[], metavar="DATA=RUN", help="scenario=runs/scen, shared=…")
