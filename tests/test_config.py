@@ -71,15 +71,15 @@ def test_a_config_saved_before_a_field_existed_keeps_the_old_behaviour(tmp_path)
     from l2emg.config import SAVED_BEFORE
 
     config = load_config("tiny")
-    assert config.data.emotion_style == "scenario" and config.esmoe.gate_input == "cged"
+    assert config.data.emotion_style == "scenario" and config.esmoe.llm_trains_cged is False
     raw = config.model_dump(mode="json")
     for section, key in SAVED_BEFORE:
         del raw[section][key]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     old = read_saved_config(tmp_path / "config.yaml")
     assert old.data.emotion_style == "shared"
-    assert (old.esmoe.fusion, old.esmoe.dictionary, old.esmoe.gate_input, old.esmoe.mask_schedule) == (
-        "residual", "fixed", "embeddings", "constant")
+    assert (old.esmoe.fusion, old.esmoe.dictionary, old.esmoe.gate_input, old.esmoe.mask_schedule,
+            old.esmoe.llm_trains_cged) == ("residual", "fixed", "embeddings", "constant", True)
     save_config(config, tmp_path / "new.yaml")  # a config that names the fields keeps them
     assert read_saved_config(tmp_path / "new.yaml") == config
 

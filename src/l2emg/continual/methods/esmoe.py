@@ -258,7 +258,8 @@ class ESMoE(ContinualMethod):
         gate_input = plain if self.options.gate_input == "cged" else F.layer_norm(plain, plain.shape[-1:])
         # what reaches the LLM: out_proj(h); L_llm trains the block behind h only with `llm_trains_cged`
         # (measured: its gradient, 4× L_emo's in the block, kept the emotion classifier at chance)
-        reach = h if self.options.llm_trains_cged else h.detach()
+        # (without L_emo — the w/o L_emo ablation — L_llm is what trains the block, as in the paper)
+        reach = h if self.options.llm_trains_cged or self.emotion_weight == 0 else h.detach()
         delta = self.cged.to_model(reach) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
         if prompt_len < length:
             delta = F.pad(delta, (0, 0, 0, length - prompt_len))
