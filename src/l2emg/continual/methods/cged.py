@@ -8,14 +8,14 @@ implemented with two attentions, per prompt token:
                                           sample's own prompt tokens (padding masked)
     s_m = Softmax(τ Q_c K_gᵀ / √d) V_g   cross-sampling: queries g(X), keys/values linear maps of a
                                           global dictionary compressed from the training set by K-means
-    h   = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)            fusion "attention" (the default)
-    h   = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       fusion "residual" (before 2026-12-07)
+    h   = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       fusion "residual" (the default)
+    h   = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)            fusion "attention" (no path around the
+                                                              attentions; L_emo stayed at chance with it)
 
 X' is X projected from the LM width d_model to the block's internal width d (`d_cged`), so a 4096-wide
-backbone does not make the block heavy. With the residual fusion the emotion classifier could read the
-emotion words straight from X' (L_emo then trained no attention at all); the attention fusion has no
-path around the two attentions, so whatever reaches the classifier, the gate and the LLM went through
-self- and cross-sampling.
+backbone does not make the block heavy. With the residual fusion the emotion classifier can read the
+emotion words straight from X'; the attention fusion has no path around the two attentions, but on
+the embedded data L_emo did not learn through it (docs/experiments/cged-paper.md).
 
 The dictionary lives in the LM's embedding space (mean-pooled frozen prompt embeddings of training
 samples): K-means centroids computed once per scenario, from that scenario's examples only, and
@@ -111,9 +111,9 @@ class EmotionDecoupler(nn.Module):
         self.g_query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.dict_key = nn.Linear(d, d)
         self.dict_value = nn.Linear(d, d)
-        # Without a residual, each token's h is what its attentions return: at the usual 1/√d scale the
-        # self-attention over ~50 prompt tokens starts near uniform (every token the same mean) and L_emo
-        # barely moved it; `sharpness` multiplies the logits (measured: docs/experiments/cged-paper.md).
+        # `sharpness` multiplies the attention logits: without the residual, each token's h is what its
+        # attentions return, and at 1/√d the self-attention over ~50 prompt tokens starts near uniform
+        # (sharper learned faster on a toy, not on the embedded data: docs/experiments/cged-paper.md).
         self.attention = _Attention(heads, sharpness)
         self.ffn_self = _ffn(d, ffn_mult * d)   # FFN1
         self.ffn_cross = _ffn(d, ffn_mult * d)  # FFN2

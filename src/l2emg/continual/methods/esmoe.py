@@ -1,13 +1,14 @@
 """ES-MoE (the paper's method) and its three ablations, behind the `ContinualMethod` interface.
 
     prompt token ids ──embed (frozen table, no expert)──> X (B, P, d_model)
-        CGED (`cged.EmotionDecoupler`): h = LayerNorm(W(FFN1(s_x) ⊕ FFN2(s_m)) + b)       (B, P, d)
+        CGED (`cged.EmotionDecoupler`): h = LayerNorm(X' + W(FFN1(s_x) ⊕ FFN2(s_m)) + b)   (B, P, d)
         ├─ emotion classifier(attention-pooled h) ──> L_emo (cross-entropy vs the emotion label; -100 ignored)
-        ├─ gate (`gate.ExpertGate`, Eq. 4): query(h̄) · keys ──> weights w (B, E), per sample, where
-        │    h̄ = CGED(mean X) is h of the pooled prompt (`esmoe.gate_input: cged`; `embeddings`: the
-        │    standardised mean X, as SAPT — the ablation's gate input)
+        ├─ gate (`gate.ExpertGate`, Eq. 4): query(g) · keys ──> weights w (B, E), per sample, where g is
+        │    the standardised mean X, as SAPT (`esmoe.gate_input: embeddings`, the default), or
+        │    h̄ = CGED(mean X), h of the pooled prompt (`cged`, Eq. 4: routing collapsed, measured)
         └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (live from the first
-           step: `esmoe.emotion_init: live`, scale `emotion_scale_init` on a random out_proj)
+           step: `esmoe.emotion_init: live`, scale `emotion_scale_init` on a random out_proj; L_llm trains
+           out_proj and the scale only, `esmoe.llm_trains_cged: false`)
            (+ the routed experts' update of the input embeddings, when `embed_tokens` is a LoRA target)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
     L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
@@ -22,8 +23,8 @@ BEFORE CGED (pooled frozen embeddings never drift) and replayed through the CURR
 network, so the loss also trains against the drift of h that L_emo and L_llm cause in later steps.
 
 Scenario step i (Algorithm 1): `begin_scenario` appends K-means centroids of the CURRENT scenario's
-prompt embeddings to CGED's global dictionary (a learnable part that trains in this scenario only and
-is frozen afterwards: `esmoe.dictionary: learnable`), adds LoRA expert i (a no-op, as the paper, or with
+prompt embeddings to CGED's global dictionary (fixed; with `esmoe.dictionary: learnable` a part that
+trains in this scenario only and is frozen afterwards), adds LoRA expert i (a no-op, as the paper, or with
 `esmoe.expert_init: previous` a copy of expert i − 1: a warm start that moves no old parameter — the
 embedded profile uses it, because a fresh expert learns too little in a scenario's 45–171 updates) and
 key i; only expert i, key i, the gate's query network, CGED (with its current dictionary part), the
@@ -41,9 +42,8 @@ Ablations (Table 2): `esmoe_wo_cged` — no CGED: the gate reads the standardise
 prompt embeddings, no L_emo, nothing added to the input; `esmoe_wo_samoe` — one LoRA trained
 sequentially (as SeqLoRA) with CGED and L_emo kept; `esmoe_wo_lemo` — λ = 0 (no classifier).
 
-The CGED of before 2026-12-07 (`emotion_init: scale`, `fusion: residual`, `dictionary: fixed`,
-`gate_input: embeddings`, `mask_schedule: constant`) stays selectable; docs/experiments/cged.md
-compares the two.
+The CGED of before 2026-12-07 (`emotion_init: scale`, `mask_schedule: constant`,
+`llm_trains_cged: true`) stays selectable; docs/experiments/cged-paper.md measures each choice.
 """
 
 from __future__ import annotations
