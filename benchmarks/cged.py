@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=RUN", help="extra rows (e.g. before=…)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--note", action="append", default=[], help="a line printed under the table in docs/results.md")
     args = parser.parse_args(argv)
     pairs = [tuple(item.split("=", 1)) for item in args.run]
     variants = [tuple(item.split("=", 1)) for item in args.variant]
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.date.today().isoformat(),
         "protocol": "default profile, Unseen order 1, seed 0; CIs: 1.96·σ/√R over the evaluator's "
                     "repeats (R = evaluator.eval_repeats) of each cell, averaged as AR's",
+        "notes": args.note,
     })
     print(args.out)
     return 0
