@@ -3,8 +3,8 @@ and measurable emotion signatures."""
 
 from __future__ import annotations
 
-import re
 import itertools
+import re
 from collections import Counter
 
 import numpy as np
