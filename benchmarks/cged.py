@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,39 +40,23 @@ import numpy as np
 import torch
 
 from l2emg.config import read_saved_config
-from l2emg.eval.continual_metrics import continual_metrics, forgetting_rate_ci95, load_results
+from l2emg.eval.continual_metrics import continual_metrics, matrices_from_results
 from l2emg.runs import RunDir
-from l2emg.utils.io import save_json
+from l2emg.utils.io import load_json, save_json
+from l2emg.utils.precision import machine
 
 OUT = Path(__file__).resolve().parent / "results" / "cged.json"
 METHODS = ("esmoe", "esmoe_wo_cged", "esmoe_wo_samoe", "esmoe_wo_lemo", "seqlora", "mtl")
 COLUMNS = ("AR", "AWF", "AWF_trained", "AWF_heldout", "FR")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _metrics(method_dir: Path) -> dict[str, Any]:
     """The run's continual metrics recomputed from its results (so FR_ci95 and the AWF parts are there
     for runs written before they existed in metrics.json); MTL's joint run: its metrics.json."""
-    results = method_dir / "results.json"
-    saved = json.loads((method_dir / "metrics.json").read_text())
-    try:
-        perf = load_results(results)
-    except Exception:  # joint training (MTL) writes one evaluation, not a stream of them
-        return saved
-    out = continual_metrics(perf)
-    r = perf.matrices.get("r_precision_top1")
-    if r is not None and "r_precision_top1" in perf.ci95:
-        out["FR_ci95"] = forgetting_rate_ci95(r, perf.ci95["r_precision_top1"])
-    return out
+    results = load_json(method_dir / "results.json")
+    if results.get("joint_training"):  # one evaluation, not a stream of them
+        return load_json(method_dir / "metrics.json")
+    return continual_metrics(matrices_from_results(results, str(method_dir / "results.json")))
 
 
 @torch.no_grad()
@@ -204,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = collect([(d, Path(p)) for d, p in pairs], [(v, Path(p)) for v, p in variants], args.methods)
     save_json(args.out, {
         "rows": rows,
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load": round(os.getloadavg()[0], 2)},
+        "machine": machine(),
         "date": dt.date.today().isoformat(),
         "protocol": "default profile, Unseen order 1, seed 0; CIs: 1.96·σ/√R over the evaluator's "
                     "repeats (R = evaluator.eval_repeats) of each cell, averaged as AR's",
