@@ -91,6 +91,17 @@ def _resolve_ncols(ncols: int | None, count: int, path: str | os.PathLike | None
 
 
 # ----------------------------------------------------------------------------------------- public
+def _checked_grid(motions, captions, titles, ncols: int | None, size: int, frame_counter: bool, legend: bool,
+                  camera: str, path: str | os.PathLike | None, fps: float) -> _Grid:
+    """The panels of `render_grid` / `render_frames` after every argument check (errors name `path`)."""
+    _check_settings(path, fps, size, camera)
+    checked = _check_motions(motions, path)
+    caps = _check_labels(captions, len(checked), path, "captions")
+    tits = _check_labels(titles, len(checked), path, "titles")
+    ncols = _resolve_ncols(ncols, len(checked), path)
+    return _Grid(checked, caps, tits, ncols, size, frame_counter, legend, camera)
+
+
 def render_grid(
     motions: Sequence[np.ndarray],
     captions: Sequence[str | None] | None,
@@ -110,12 +121,7 @@ def render_grid(
     up to 4 columns. size is the pixel side of one square panel. Returns the path written.
     """
     _suffix(path)
-    _check_settings(path, fps, size, camera)
-    checked = _check_motions(motions, path)
-    caps = _check_labels(captions, len(checked), path, "captions")
-    tits = _check_labels(titles, len(checked), path, "titles")
-    ncols = _resolve_ncols(ncols, len(checked), path)
-    grid = _Grid(checked, caps, tits, ncols, size, frame_counter, legend, camera)
+    grid = _checked_grid(motions, captions, titles, ncols, size, frame_counter, legend, camera, path, fps)
     return _write_animation(path, grid, fps)
 
 
@@ -150,12 +156,7 @@ def render_frames(
 
     motions: one (T, 22, 3) array or a list of them.
     """
-    _check_settings(None, FPS, size, camera)
-    checked = _check_motions(motions, None)
-    caps = _check_labels(captions, len(checked), None, "captions")
-    tits = _check_labels(titles, len(checked), None, "titles")
-    ncols = _resolve_ncols(ncols, len(checked), None)
-    grid = _Grid(checked, caps, tits, ncols, size, frame_counter, legend, camera)
+    grid = _checked_grid(motions, captions, titles, ncols, size, frame_counter, legend, camera, None, FPS)
     return [np.asarray(frame) for frame in grid.frames()]
 
 
