@@ -24,7 +24,8 @@ to `benchmarks/results/cged.json` (issue 33's schema, more fields welcome):
 recorded. `python benchmarks/cged.py table` prints the committed JSON as a markdown table;
 `python benchmarks/cged.py first-scenario RUN [KEY=VALUE ...]` trains ES-MoE on the first
 scenario only and prints its emotion accuracy (how the CGED settings were compared:
-docs/experiments/cged-paper.md).
+docs/experiments/cged-paper.md); `python benchmarks/cged.py evaluator-f1 RUN` prints the run's
+evaluator's emotion F1 on the real test motions, overall, per part and per scenario.
 """
 
 from __future__ import annotations
@@ -166,10 +167,37 @@ def first_scenario(run_dir: str, overrides: list[str]) -> dict[str, Any]:
             "emo_acc": log.get("last_emo_acc"), "emo_loss": log.get("last_emo_loss"), "lm_loss": log.get("last_lm_loss")}
 
 
+def evaluator_f1(run_dir: str) -> dict[str, float]:
+    """The run's evaluator on the REAL test motions: emotion weighted F1 overall, on trained and
+    held-out (scenario, emotion) pairs, and per scenario (and part)."""
+    from collections import defaultdict
+
+    from l2emg.data.reader import load_dataset
+    from l2emg.eval.evaluate import holdout_pairs_of
+    from l2emg.eval.evaluator import Evaluator
+    from l2emg.eval.metrics import weighted_f1
+
+    run = RunDir(run_dir)
+    dataset = load_dataset(run.data_dir)
+    held = set(holdout_pairs_of(dataset))
+    records = dataset.split("test")
+    predicted = Evaluator.from_pretrained(run.evaluator_dir).predict_emotion([dataset.features(r.motion_id) for r in records])
+    groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for record, guess in zip(records, predicted):
+        part = "heldout" if (record.scenario, record.emotion) in held else "trained"
+        for key in ("all", part, record.scenario, f"{record.scenario}/{part}"):
+            groups[key][0].append(record.emotion)
+            groups[key][1].append(guess)
+    return {key: round(float(weighted_f1(np.array(t), np.array(g))), 3) for key, (t, g) in sorted(groups.items())}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["table"]:
         print(table())
+        return 0
+    if argv[:1] == ["evaluator-f1"]:  # evaluator-f1 RUN
+        print(json.dumps(evaluator_f1(argv[1]), indent=1))
         return 0
     if argv[:1] == ["first-scenario"]:  # first-scenario RUN [KEY=VALUE ...]
         print(json.dumps(first_scenario(argv[1], argv[2:])))
