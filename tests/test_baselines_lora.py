@@ -185,6 +185,29 @@ def test_olora_orthogonality_term_matches_a_hand_computation_and_falls(tokenizer
     orth = [float(o["orth_loss"]) for o in outs]
     assert orth[-1] < 0.9 * orth[0]
     method.end_scenario(1, None)
+    assert torch.equal(orthogonality_loss(method.bank, 1, base_rank=4), orthogonality_loss(method.bank, 1))  # all rank 4
+
+
+def test_olora_rank_normalized_orthogonality_weighs_each_module_as_a_base_rank_one(tokenizer):
+    # lora.rank 4; rank_pattern: embed_tokens 8, lm_head 6
+    method = make_method(tokenizer, "olora", extra=[*EMBEDDING_LORA, "olora.orth_normalize=rank"])
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=2)
+    train(method, 1, ex_b, updates=2)  # embed_tokens' A starts at zero: let it move
+    ranks, official, normalized = set(), 0.0, 0.0
+    for layer in method.bank.layers.values():
+        term = float((layer.lora_A[0] @ layer.lora_A[1].t()).abs().sum())
+        r = layer.lora_A[1].shape[0]
+        ranks.add(r)
+        official += term
+        normalized += term * (4 / r) ** 2
+    assert ranks == {4, 6, 8}
+    assert math.isclose(float(orthogonality_loss(method.bank, 1).detach()), official, rel_tol=1e-5)
+    assert math.isclose(float(orthogonality_loss(method.bank, 1, base_rank=4).detach()), normalized, rel_tol=1e-5)
+    method.train()
+    method.current = 1
+    out = method(batch_of(method, ex_b[:4]))
+    assert math.isclose(float(out["orth_loss"]), normalized, rel_tol=1e-5)  # what the option trains on
 
 
 # ---- SAPT -------------------------------------------------------------------------------------------
@@ -287,6 +310,50 @@ def test_sapt_reflection_reads_only_pseudo_prompts_and_saved_gates(tokenizer):
             layer.lora_B[0].normal_(0.0, 5.0)
     assert method.sample_captions(4, seed=5) == first
     assert method.sample_captions(4, seed=6) != first
+
+
+SAPT_PARITY = ["sapt.query_input=standardized_mean", "sapt.keys=orthogonal", "sapt.route_weight=1.0",
+               "sapt.expert_init=previous"]  # ES-MoE's gate stabilisation, as the default profile sets it
+
+
+def test_sapt_parity_gate_gives_the_new_scenario_its_own_expert_where_the_official_gate_does_not(tokenizer):
+    own = {}
+    for variant, extra in (("official", ()), ("parity", SAPT_PARITY)):
+        method = make_method(tokenizer, "sapt", extra=extra)
+        ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+        train(method, 0, ex_a, updates=6)
+        train(method, 1, ex_b, updates=6)
+        method.eval()
+        own[variant] = method.evaluation_extras([c for c, _ in SCENARIO_B], 1)
+    # the official gate keeps scenario B on expert 0 (reflection on pseudo prompts that look like every prompt)
+    assert own["official"]["gate_own_expert"] < 0.1 and own["official"]["routing_accuracy"] == 0.0
+    # with the routing loss and the standardised-mean query, B's prompts go to B's expert
+    assert own["parity"]["gate_own_expert"] > 0.5 and own["parity"]["routing_accuracy"] == 1.0
+
+
+def test_sapt_parity_options_orthogonal_keys_previous_expert_and_route_loss(tokenizer):
+    method = make_method(tokenizer, "sapt", extra=SAPT_PARITY)
+    ex_a, ex_b = examples_for(method, SCENARIO_A, "A"), examples_for(method, SCENARIO_B, "B")
+    train(method, 0, ex_a, updates=2)
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "B", ex_b))
+    keys = torch.stack(list(method.gate.keys)).detach()
+    d = keys.shape[1]
+    assert math.isclose(float(torch.dot(keys[0], keys[1])), 0.0, abs_tol=1e-3)  # key 0 trained, key 1 fresh
+    assert math.isclose(float(keys[1].norm()), math.sqrt(d), rel_tol=1e-5)
+    for new, old in zip(method.bank.expert_parameters(1), method.bank.expert_parameters(0)):
+        assert torch.equal(new, old)  # expert 1 starts as a copy of expert 0
+    batch = batch_of(method, ex_b[:6])
+    out = method(batch)
+    with torch.no_grad():  # by hand: ES-MoE's L_route, − mean log gate_1 on the batch's prompts
+        ids, mask = batch["input_ids"], batch["prompt_mask"]
+        x = torch.stack([F.layer_norm(method.model.get_input_embeddings().weight[ids[b][mask[b]]].mean(0), (d,))
+                         for b in range(ids.shape[0])])
+        expected = float(-method.gate(x)[:, 1].log().mean())
+    assert math.isclose(float(out["route_loss"]), expected, rel_tol=1e-5)
+    assert math.isclose(float(out["loss"].detach()),
+                        float(out["lm_loss"]) + expected + 2.0 * float(out["reflection_loss"]), rel_tol=1e-5)
+    method.end_scenario(1, None)
 
 
 # ---- every baseline ---------------------------------------------------------------------------------

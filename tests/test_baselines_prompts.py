@@ -19,6 +19,7 @@ from l2emg.continual.methods.epi import squared_mahalanobis  # noqa: E402
 from l2emg.lm.generate import generate_codes  # noqa: E402
 from l2emg.lm.motion_head import decoding_ids  # noqa: E402
 from method_fixtures import (  # noqa: E402
+    EMBEDDING_LORA,
     MOODS,
     SCENARIO_A,
     SCENARIO_B,
@@ -35,6 +36,8 @@ torch.set_num_threads(1)
 
 # Of the two scenarios (SCENARIO_A, SCENARIO_B), even rows train and odd rows are the held-out test prompts.
 PREFIX, PROMPT = 4, 3  # short prefix / soft prompt for speed (the defaults are 16 / 10)
+# LoRA on the embeddings and lm_head too, and both methods' experts there (the default profile's setting).
+ADAPTERS = (*EMBEDDING_LORA, "epi.output_adapters=true", "progprompt.output_adapters=true")
 
 
 @pytest.fixture(scope="module")
@@ -288,12 +291,14 @@ def test_two_scenarios_train_with_falling_loss(tokenizer, name):
         assert after < before - 0.1, (step, before, after)
 
 
-@pytest.mark.parametrize("name", ["epi", "progprompt"])
-def test_checkpoint_round_trip_gives_identical_logits_and_generations(tokenizer, name, tmp_path):
-    method = make_method(tokenizer, name, rough=True)
+@pytest.mark.parametrize("name,extra", [("epi", ()), ("progprompt", ()), ("epi", ADAPTERS), ("progprompt", ADAPTERS)],
+                         ids=["epi", "progprompt", "epi-output_adapters", "progprompt-output_adapters"])
+def test_checkpoint_round_trip_gives_identical_logits_and_generations(tokenizer, name, extra, tmp_path):
+    method = make_method(tokenizer, name, rough=True, extra=extra)
     ex_a, ex_b = two_scenarios(method, updates=2)
+    assert sum(".lora_" in k for k in method.adapter_state()) == (8 if extra else 0)  # 2 experts × 2 layers × A, B
     save_checkpoint(method, name, 1, {"step": 1}, tmp_path / "step_01")
-    restored = make_method(tokenizer, name, rough=True)
+    restored = make_method(tokenizer, name, rough=True, extra=extra)
     load_checkpoint(restored, tmp_path / "step_01", name)
     for m in (method, restored):
         m.eval()
@@ -336,9 +341,81 @@ def test_config_sections_have_the_official_defaults_and_refuse_bad_values(tokeni
     config = Config()
     assert (config.epi.prefix_length, config.epi.feature_layer, config.epi.init_std, config.epi.dropout) == (16, -1, 1.0, 0.0)
     assert (config.progprompt.prompt_length, config.progprompt.residual_mlp, config.progprompt.mlp_hidden) == (10, True, 800)
+    assert (config.progprompt.prompt_lr, config.progprompt.output_adapters, config.epi.output_adapters) == (0.3, False, False)
+    default = load_config("default")  # the default profile gives both the embeddings' reach (and a measured prompt lr)
+    assert default.epi.output_adapters and default.progprompt.output_adapters
+    assert not load_config("paper").epi.output_adapters and not load_config("paper").progprompt.output_adapters
     for bad in ("epi.prefix_length=0", "epi.init_std=0", "epi.dropout=1.0", "progprompt.prompt_length=0",
-                "progprompt.mlp_hidden=0", "epi.unknown=1"):
+                "progprompt.mlp_hidden=0", "progprompt.prompt_lr=0", "epi.unknown=1"):
         with pytest.raises(ConfigError):
             load_config("tiny", [bad])
     with pytest.raises(ConfigError, match="feature_layer"):
         make_method(tokenizer, "epi", extra=("epi.feature_layer=3",))  # the tiny model has hidden states 0 … 2
+
+
+# ---- output adapters ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["epi", "progprompt"])
+def test_output_adapters_need_an_embedding_target(tokenizer, name):
+    from l2emg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{name}.output_adapters"):  # the tiny profile: LoRA on q/k/v/o only
+        make_method(tokenizer, name, extra=(f"{name}.output_adapters=true",))
+
+
+def test_epi_output_adapters_pair_each_prefix_with_its_expert_and_route_on_the_frozen_backbone(tokenizer):
+    method = make_method(tokenizer, "epi", rough=True, extra=ADAPTERS)
+    plain = make_method(tokenizer, "epi", rough=True)  # the same backbone, prefixes only
+    assert sorted(method.bank.layers) == ["lm_head", "model.embed_tokens"]  # not the attention projections
+    assert method.bank.layers["model.embed_tokens"].rank == 8 and method.bank.layers["lm_head"].rank == 6  # rank_pattern
+    two_scenarios(method, updates=2)
+    two_scenarios(plain)
+    # the statistics were taken with every expert off, although expert 0 had trained (and acts on embed_tokens)
+    assert method.bank.layers["model.embed_tokens"].lora_A[0].abs().sum() > 0
+    for ours, theirs in zip(method.stats, plain.stats):
+        torch.testing.assert_close(ours.means, theirs.means)
+    method.eval()
+    batch = prompts(method, [c for c, _ in SCENARIO_A[1:8:2] + SCENARIO_B[1:8:2]])
+    method.prepare_generation(batch["input_ids"], batch["attention_mask"])
+    routed = method.last_routing
+    assert len(set(routed.tolist())) == 2
+    # each prompt decodes with the expert of the scenario its prefix is routed to (one-hot, per sample)
+    assert torch.equal(method.bank.routing_state.weights.cpu(), torch.nn.functional.one_hot(routed, 2).float())
+    # the expert matters: scenario 0's logits with and without expert 0
+    train_batch = batch_of(method, examples_for(method, SCENARIO_A[:4], "A"))
+    with torch.no_grad():
+        with_expert = method.logits(train_batch, scenario=0)
+        for p in method.bank.expert_parameters(0):
+            p.zero_()
+        without = method.logits(train_batch, scenario=0)
+        assert not torch.allclose(with_expert, without, atol=1e-4)
+
+
+def test_progprompt_output_adapters_sum_every_expert_and_the_prompt_trains_at_its_own_lr(tokenizer):
+    method = make_method(tokenizer, "progprompt", rough=True, extra=(*ADAPTERS, "progprompt.prompt_lr=0.2"))
+    ex_a, ex_b = two_scenarios(method, updates=2)
+    method.train()
+    method.begin_scenario(1, ScenarioContext(1, "s1", ex_b))
+    groups = method.parameter_groups(0.005)
+    assert groups[0]["lr"] == 0.2 and {id(p) for p in groups[0]["params"]} == \
+        {id(method.prompts[1]), *(id(p) for p in method.mlp.parameters())}
+    assert "lr" not in groups[1] and {id(p) for p in groups[1]["params"]} == \
+        {id(p) for p in method.bank.expert_parameters(1)}
+    method.end_scenario(1, None)
+    method.eval()
+    batch = prompts(method, [SCENARIO_A[1][0], SCENARIO_B[1][0]])
+    method.prepare_generation(batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(method.bank.routing_state.weights, torch.ones(2))  # every expert, weight 1, no task id
+    # both experts act (the older, frozen one too): removing either changes the output
+    train_batch = batch_of(method, ex_b[:4])
+    with torch.no_grad():
+        both = method.logits(train_batch)
+        for expert in (0, 1):
+            saved = [p.clone() for p in method.bank.expert_parameters(expert)]
+            for p in method.bank.expert_parameters(expert):
+                p.zero_()
+            assert not torch.allclose(method.logits(train_batch), both, atol=1e-4), expert
+            for p, value in zip(method.bank.expert_parameters(expert), saved):
+                p.copy_(value)
+        torch.testing.assert_close(method.logits(train_batch), both)

@@ -150,7 +150,8 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
 
 # table2.json as outside checks read it: these fields exactly in every row (any others at the top level)
 TABLE2_METRICS = [f for c in ("AF", "AR", "AD", "AMM", "AWF", "FR") for f in (c, f"{c}_ci95")]
-TABLE2_PARTS = [f for c in ("AWF_trained", "AWF_heldout") for f in (c, f"{c}_ci95")]  # AWF in two parts
+# AWF in two parts, FID pooled over scenarios
+TABLE2_PARTS = [f for c in ("AWF_trained", "AWF_heldout", "AF_pooled") for f in (c, f"{c}_ci95")]
 TABLE2_ROW = {"method", "split", *TABLE2_METRICS, "transfer_f1", "transfer_top1", *TABLE2_PARTS, "profile", "backbone"}
 
 
@@ -182,6 +183,7 @@ def _check_table2_schema(table, methods, splits, orders):
     assert set(table["kendall_tau"]) == set(splits)
     assert table["machine"]["cores"] >= 1 and "cpu" in table["machine"]
     assert datetime.datetime.fromisoformat(table["date"]).tzinfo is not None
+    assert [p["eval_protocol"] for p in table["protocol"]] == ["redrawn"]
 
 
 def _stream_results(method: str, split: str, order: int) -> dict:

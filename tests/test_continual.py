@@ -201,3 +201,50 @@ def test_length_grouped_batches_cover_every_example_once_with_little_padding():
     assert padding(first) < 0.2 * padding([plain[k:k + 32] for k in range(0, 1000, 32)])
     again = list(LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), megabatch=8))
     assert again == first  # seeded
+
+
+@pytest.mark.parametrize("protocol", ["redrawn", "fixed"])
+def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, protocol, monkeypatch):
+    """redrawn: one generation set per repetition (captions drawn at random among each motion's) plus a
+    MultiModality set; fixed: eval_generations of the first caption. Both report FID pooled over scenarios."""
+    config = tiny_config.model_copy(deep=True)
+    config.train.eval_protocol = protocol
+    config.train.eval_mm_captions = 2
+    trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "mixed", 1, progress=False)
+    trainer._load()
+    decoded: list[str] = []
+    original = trainer.generate_features
+
+    def recording(captions, seed, greedy=False):
+        decoded.extend(captions)
+        return original(captions, seed, greedy)
+
+    monkeypatch.setattr(trainer, "generate_features", recording)
+    evaluation = trainer.evaluate(0)
+    tasks = [(trainer.dataset_of(s), trainer.test_ids(s)) for s in trainer.stream.subsets if trainer.test_ids(s)]
+    n = sum(len(ids) for _d, ids in tasks)
+    first = {d.by_id(i).captions[0].text for d, ids in tasks for i in ids}
+    repeats, gens = config.train.eval_repeats, config.train.eval_generations
+    mm = sum(min(2, len(ids)) for _d, ids in tasks)
+    if protocol == "redrawn":
+        assert len(decoded) == repeats * n + gens * mm
+        assert set(decoded) - first  # captions other than the first were drawn
+    else:
+        assert len(decoded) == n + (gens - 1) * mm and set(decoded) <= first
+    assert evaluation["protocol"] == protocol
+    assert evaluation["pooled"]["num_motions"] == n and evaluation["pooled"]["fid"]["repeats"] == repeats
+
+
+def test_resume_checks_the_config_except_other_methods_options(tiny_run_copy, tiny_config):
+    """A finished step of SeqLoRA stays valid when another method's options change (a baseline's new
+    option), and is refused when a setting of its own run changes."""
+    first = StreamTrainer(RunDir(tiny_run_copy), tiny_config, "seqlora", "mixed", 1, progress=False, stop_after_step=0)
+    first.run_stream()
+    other = tiny_config.model_copy(deep=True)
+    other.sapt.route_weight = 3.0
+    other.esmoe.emotion_weight = 0.9
+    StreamTrainer(RunDir(tiny_run_copy), other, "seqlora", "mixed", 1, progress=False, stop_after_step=1).run_stream()
+    own = tiny_config.model_copy(deep=True)
+    own.train.lr = 0.123
+    with pytest.raises(CheckpointError, match="train.lr"):
+        StreamTrainer(RunDir(tiny_run_copy), own, "seqlora", "mixed", 1, progress=False).run_stream()

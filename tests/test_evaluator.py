@@ -215,3 +215,29 @@ def test_cli_train(tmp_path, trained):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ev" / "evaluator.safetensors").exists()
     assert load_json(tmp_path / "ev" / "evaluator.json")["config"]["epochs"] == 2
+
+
+def test_redrawn_protocol_scores_each_generation_against_its_own_caption(trained):
+    """`generation_captions`: repetition r scores generation r against the caption that produced it;
+    `mm_generated`: MultiModality from its own set; `embeddings`: what each repetition scored."""
+    dataset, evaluator, _ = trained
+    ids = dataset.ids("test")
+    real = {i: dataset.features(i) for i in ids}
+    other = {i: ids[(k + 5) % len(ids)] for k, i in enumerate(ids)}
+    caption = {i: dataset.by_id(i).captions[0].text for i in ids}
+    # generation 1 of each id is another id's motion, generated "from" that id's caption
+    generated = {i: [real[i], real[other[i]]] for i in ids}
+    paired = {i: [caption[i], caption[other[i]]] for i in ids}
+    kept: dict = {}
+    redrawn = evaluate_motions(evaluator, generated, dataset, "test", repeats=4, generation_captions=paired,
+                               mm_generated={i: [real[i], real[i]] for i in ids}, embeddings=kept)["metrics"]
+    first = evaluate_motions(evaluator, generated, dataset, "test", repeats=4)["metrics"]
+    alone = evaluate_motions(evaluator, real, dataset, "test", repeats=4)["metrics"]
+    assert redrawn["r_precision_top1"]["mean"] > first["r_precision_top1"]["mean"] + 0.1
+    assert redrawn["mm_dist"]["mean"] == pytest.approx(alone["mm_dist"]["mean"], rel=0.05)
+    assert redrawn["multimodality"]["mean"] == pytest.approx(0.0, abs=1e-5)  # its own set: identical pairs
+    assert first["multimodality"]["mean"] > 0
+    assert len(kept["repeats"]) == 4 and kept["real"].shape == kept["repeats"][0].shape
+    with pytest.raises(DataError, match="generation captions"):
+        evaluate_motions(evaluator, generated, dataset, "test", repeats=2,
+                         generation_captions={i: [caption[i]] for i in ids})

@@ -73,9 +73,10 @@ def test_paper_code_path_on_a_tiny_local_hf_llama(tmp_path, monkeypatch):
     # Gradient accumulation: one update per 3 micro-batches of 4.
     first = results["steps"][0]["train"]
     assert first["updates"] == math.ceil(math.ceil(first["examples"] / 4) / 3)
-    # MultiModality as T2M-GPT: every caption once, the first 2 of each test set 3 times, all of an
-    # evaluation point's generations in one decoding call.
+    # The redrawn protocol: one generation set per repetition (2), plus MultiModality as T2M-GPT (3
+    # generations of the first 2 test motions of each scenario), all of an evaluation point's
+    # generations in one decoding call.
     tests = [len(trainer.test_ids(s)) for s in trainer.stream.subsets]
-    assert generated == 2 * [sum(tests) + 2 * 2 * len(tests)]  # 2 steps × (all + 2 + 2 per scenario)
+    assert generated == 2 * [2 * sum(tests) + 3 * 2 * len(tests)]  # 2 steps × (2 sets + 3 × 2 per scenario)
     for metrics in results["steps"][-1]["results"].values():
         assert math.isfinite(metrics["multimodality"]["mean"])

@@ -20,7 +20,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from l2emg.config import Config
+from l2emg.config import Config, read_saved_config
 from l2emg.continual.learned import read_learned
 from l2emg.errors import ConfigError
 from l2emg.eval import table2
@@ -76,6 +76,36 @@ def backbone_name(run: RunDir, config: Config | None) -> str:
     return f"llama-{round(millions)}m" if millions >= 1 else f"llama-{millions:.1g}m"
 
 
+PROTOCOL_FIELDS = ("eval_protocol", "eval_repeats", "eval_generations", "eval_mm_captions")
+
+
+def evaluation_protocols(run: RunDir, planned: Sequence[Planned]) -> list[dict[str, Any]]:
+    """The evaluation protocols the planned method runs were evaluated with (from their saved configs;
+    `train.eval_protocol` and its sizes), each with the runs that used it: one entry when all agree."""
+    found: dict[tuple, list[str]] = {}
+    for p in planned:
+        method_run = run.method_run(p.method, p.split, p.order)
+        if method_run.config_path.exists():
+            train = read_saved_config(method_run.config_path).train
+            found.setdefault(tuple(getattr(train, f) for f in PROTOCOL_FIELDS), []).append(p.name)
+    return [{**dict(zip(PROTOCOL_FIELDS, key)), "runs": names} for key, names in found.items()]
+
+
+def protocol_line(protocols: Sequence[dict[str, Any]]) -> str:
+    """One sentence naming how the table's CIs were measured."""
+    parts = []
+    for p in protocols:
+        if p["eval_protocol"] == "redrawn":
+            text = (f"CIs from {p['eval_repeats']} generation sets redrawn per evaluation point (a caption drawn at "
+                    f"random per test motion and set), MultiModality from {p['eval_generations']} generations of "
+                    f"{p['eval_mm_captions'] or 'every'} test motions per scenario")
+        else:
+            text = (f"CIs from {p['eval_repeats']} re-scorings of {p['eval_generations']} generations drawn once from "
+                    "each test motion's first caption (the protocol before 2026-12-07)")
+        parts.append(text + ("" if len(protocols) == 1 else f" ({len(p['runs'])} runs)"))
+    return "Evaluation: " + "; ".join(parts) + "." if parts else ""
+
+
 def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = None) -> tuple[Path, list[Path]]:
     """RUN/bench/table2.md + table2.json + Figure 3 heatmaps + Figure 4, from the finished method runs;
     `export`: table2.json written there as well (atomically)."""
@@ -97,13 +127,15 @@ def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = 
     backbone = backbone_name(run, config)
     names = [p.relative_to(run.bench_dir).as_posix() for p in figures3 + figures4]
     labels = {p.method: method_label(p.method) for p in planned}
+    protocols = evaluation_protocols(run, planned)
     text = table2.bench_markdown(table, run=str(run.path), profile=profile, backbone=backbone, orders=orders,
                                  taus=taus, times=times, labels=labels, figure3=names[:len(figures3)],
-                                 figure4=names[len(figures3):])
+                                 figure4=names[len(figures3):], protocol=protocol_line(protocols))
     document = table2.bench_json(
         table, profile=profile, backbone=backbone, machine=machine(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), taus=taus,
-        orders=orders, splits=list(table.cells), runs=[p.name for p in planned], time=times, figures=names)
+        orders=orders, splits=list(table.cells), runs=[p.name for p in planned], time=times, figures=names,
+        protocol=protocols)
     save_json(run.bench_json_path, document)
     if export is not None:
         save_json(export, document)

@@ -314,10 +314,16 @@ class TrainConfig(Section):
                                   "generations (1 = none; needs caption_dropout > 0 in training)")
     seed: int = 0
     # -- evaluation after every step, on every scenario's test set ---------------------------------
-    eval_generations: int = Field(2, ge=1, description="generations per test caption (≥ 2 gives MultiModality)")
-    eval_mm_captions: int | None = Field(None, ge=1, description="only the first N test captions of each scenario "
-                                         "get all eval_generations (MultiModality; T2M-GPT: 30 for 100 texts), the "
-                                         "others one; None: every caption gets eval_generations")
+    eval_protocol: str = Field("redrawn", pattern="^(redrawn|fixed)$", description="redrawn: every repetition "
+                               "scores its own generation set, each motion generated from a caption drawn at random "
+                               "(seeded), plus a MultiModality set (eval_generations of one caption for the first "
+                               "eval_mm_captions motions of each scenario); fixed (before 2026-12-07): "
+                               "eval_generations drawn once from the first caption and re-scored per repetition")
+    eval_generations: int = Field(2, ge=1, description="generations per caption for MultiModality (fixed: "
+                                  "per test caption; ≥ 2 gives MultiModality)")
+    eval_mm_captions: int | None = Field(None, ge=1, description="only the first N test motions of each scenario "
+                                         "get eval_generations (MultiModality; T2M-GPT: 30 for 100 texts); None: "
+                                         "every motion")
     eval_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of evaluation generations")
     eval_top_k: int | None = Field(None, ge=1, description="top-k of evaluation sampling (None: full distribution)")
     eval_batch_size: int = Field(256, ge=1, description="captions decoded at once (batches span scenarios)")
@@ -490,6 +496,9 @@ class EPIConfig(MethodOptions):
     init_std: float = Field(1.0, gt=0.0, description="std of the Gaussian prefix initialisation (official: randn, 1)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the prefix in training (official: the "
                            "backbone's hidden dropout, BERT 0.1; LLaMA has none, so 0)")
+    output_adapters: bool = Field(False, description="also one LoRA expert per scenario on the `lora.target_modules` "
+                                  "that are embed_tokens / lm_head, paired with its prefix (chosen by the same "
+                                  "route); off = the official method (prefixes only)")
 
 
 @register_method_options
@@ -503,6 +512,11 @@ class ProgPromptConfig(MethodOptions):
     prompt_length: int = Field(10, ge=1, description="soft-prompt tokens per scenario (official prefix_len: 10)")
     residual_mlp: bool = Field(True, description="train the prompt through a residual MLP (official MLP1)")
     mlp_hidden: int = Field(800, ge=1, description="bottleneck of the residual MLP (official bottleneck_size: 800)")
+    prompt_lr: float = Field(0.3, gt=0.0, description="peak learning rate of the soft prompt and its MLP (official, "
+                             "T5: 0.3); output adapters train at train.lr")
+    output_adapters: bool = Field(False, description="also one LoRA expert per scenario on the `lora.target_modules` "
+                                  "that are embed_tokens / lm_head, older ones frozen and all summed (as the "
+                                  "prompts); off = the official method (prompts only)")
 
 
 @register_method_options
@@ -525,6 +539,10 @@ class OLoRAConfig(MethodOptions):
 
     orth_weight: float = Field(0.5, ge=0.0, description="λ1: weight of the orthogonality term (official: 0.5)")
     l2_weight: float = Field(0.0, ge=0.0, description="λ2: weight of the norm of the new LoRA (official: 0)")
+    orth_normalize: str = Field("none", pattern="^(none|rank)$", description="each module's Σ|A_old A_newᵀ| as is "
+                                "(none, official) or × (lora.rank / its rank)², so that a rank_pattern module (r 64 on "
+                                "embed_tokens / lm_head) weighs as a lora.rank one (rank; the same as none when every "
+                                "module has lora.rank)")
 
 
 @register_method_options
@@ -543,6 +561,17 @@ class SAPTConfig(MethodOptions):
     pseudo_prompt_pool: int = Field(4, ge=1, description="pseudo captions sampled per kept one; the kept ones lie "
                                     "closest to the scenario's prompts (1: keep every sample)")
     pseudo_prompt_temperature: float = Field(1.0, gt=0.0, description="sampling temperature of pseudo captions")
+    # Gate stabilisation as ES-MoE's (the default profile sets these; the field defaults are the official SAPT)
+    query_input: str = Field("max", pattern="^(max|standardized_mean)$", description="what the query network "
+                             "reads: the max-pooled frozen prompt embeddings (max, official) or their standardised "
+                             "mean (standardized_mean, ES-MoE's gate input)")
+    keys: str = Field("uniform", pattern="^(uniform|orthogonal)$", description="initial gate keys: uniform(−1, 1) "
+                      "(official) or mutually orthogonal rows of norm √d (ES-MoE's `gate.orthogonal_keys`)")
+    route_weight: float = Field(0.0, ge=0.0, description="weight of ES-MoE's routing loss (cross-entropy of the gate "
+                                "logits toward the current scenario's expert); 0 = official")
+    expert_init: str = Field("fresh", pattern="^(fresh|previous)$", description="a new scenario's LoRA starts as a "
+                             "no-op (fresh, official) or as a copy of the previous scenario's LoRA (previous, as "
+                             "`esmoe.expert_init`)")
 
 
 _CONFIG_DOC = """A whole configuration: the sections of `CoreConfig` and one section per continual method's
@@ -707,6 +736,7 @@ SAVED_BEFORE: dict[tuple[str, str], Any] = {
     ("esmoe", "gate_input"): "embeddings",
     ("esmoe", "mask_schedule"): "constant",
     ("esmoe", "llm_trains_cged"): True,
+    ("train", "eval_protocol"): "fixed",
 }
 
 

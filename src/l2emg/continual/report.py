@@ -42,7 +42,17 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
         save_continual_metrics,
     )
     from l2emg.eval.report import render_heatmaps
-    from l2emg.eval.table2 import FR_NOTE, PARTS_NOTE, has_parts, single_parts_table, single_table
+    from l2emg.eval.table2 import (
+        FR_NOTE,
+        PARTS_NOTE,
+        POOLED_NOTE,
+        has_parts,
+        has_pooled,
+        pooled_table,
+        single_parts_table,
+        single_table,
+        values_from_metrics,
+    )
 
     if results.get("joint_training"):
         # One evaluation after joint training: the averages of that row (the parts of AWF over the
@@ -53,6 +63,8 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
             cells = [row[s][key] for s in results["scenarios"] if row.get(s, {}).get(key)]  # no test motions: no cell
             metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
             metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
+        fid = (results["steps"][0].get("pooled") or {}).get("fid")
+        metrics["AF_pooled"], metrics["AF_pooled_ci95"] = (fid["mean"], fid["ci95"]) if fid else (None, None)
         figures: list[Path] = []
     else:
         perf = matrices_from_results(results, str(out.results_path))
@@ -71,6 +83,8 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
     lines = [f"# {label} on the {results['split']} stream, order {results['order']}", "", table, "", FR_NOTE, ""]
     if has_parts([metrics]):
         lines += [single_parts_table(label, metrics), "", PARTS_NOTE, ""]
+    if has_pooled([metrics]):
+        lines += [pooled_table({label: values_from_metrics(metrics)}), "", POOLED_NOTE, ""]
     lines += extras_lines(extras, results["scenarios"])
     lines += [f"![{p.stem}]({p.relative_to(out.path)})" for p in figures + samples]
     atomic_write_text(out.report_path, "\n".join(lines) + "\n")

@@ -107,7 +107,8 @@ class StreamTrainer:
     def _check_context(self) -> None:
         """Evaluation prompts + lm.max_codes must fit the backbone's context: refused before any training."""
         context = int(self.lm.model.config.max_position_embeddings)
-        captions = [self.dataset_of(s).by_id(i).captions[0].text for s in self.stream.subsets for i in self.test_ids(s)]
+        captions = [c.text for s in self.stream.subsets for i in self.test_ids(s)
+                    for c in self.dataset_of(s).by_id(i).captions]  # any of them may be drawn
         longest = max((len(prompt_ids(self.lm.tokenizer, self.lm.vocab, c)) for c in captions), default=0)
         longest += self.method.extra_positions(len(self.stream.subsets))  # prefixes, soft prompts
         if longest + self.config.lm.max_codes + 1 > context:
@@ -159,7 +160,9 @@ class StreamTrainer:
         params = self.method.trainable_parameters()
         if not params:
             raise CheckpointError(f"method {self.method_name}: nothing to train at step {step}")
-        optimizer = make_optimizer(params, cfg.lr, weight_decay=cfg.weight_decay)
+        # One group of `params` for most methods; a method may give some parameters their own peak lr
+        # (Progressive Prompts' soft prompts: progprompt.prompt_lr), each scaled by the same schedule.
+        optimizer = make_optimizer(self.method.parameter_groups(cfg.lr), cfg.lr, weight_decay=cfg.weight_decay)
         generator = seeded_generator(step_seed(cfg.seed, step, purpose=1))
         corruption = seeded_generator(step_seed(cfg.seed, step, purpose=3))
         dropout = seeded_generator(step_seed(cfg.seed, step, purpose=4))
@@ -252,56 +255,107 @@ class StreamTrainer:
     def evaluate(self, step: int) -> dict[str, Any]:
         """Metrics of the current model on every scenario's test set, and the seconds it took.
 
-        Every generation of the evaluation point (all scenarios' test captions, each generation g) is
-        drawn in one `generate_codes` call from one seed, in batches of `train.eval_batch_size`, so a
-        batch spans scenarios; the motions are then scored scenario by scenario."""
-        from l2emg.eval.evaluate import evaluate_motions
+        Every generation of the evaluation point (all scenarios' test motions, every set) is drawn in
+        one `generate_features` call from one seed, in batches of `train.eval_batch_size`, so a batch
+        spans scenarios; the motions are then scored scenario by scenario, and FID once more over all
+        scenarios pooled (`pooled`: one FID of every test motion, beside the per-scenario FIDs whose
+        40–170 motions are fewer than the evaluator's dimensions).
+
+        `train.eval_protocol` (eval/evaluate.py explains both): `redrawn` decodes `eval_repeats` sets,
+        each test motion from one of its captions drawn at random (seeded per evaluation point), plus
+        a MultiModality set of `eval_generations` generations of one random caption for the first
+        `eval_mm_captions` motions of each scenario; `fixed` decodes `eval_generations` from the first
+        caption once and re-scores them in every repetition."""
+        from l2emg.eval import metrics as M
+        from l2emg.eval.evaluate import cache_texts, evaluate_motions
 
         started = time.time()
         cfg = self.config.train
+        redrawn = cfg.eval_protocol == "redrawn"
         results: dict[str, Any] = {}
         transfer: dict[str, Any] = {}
         extras: dict[str, Any] = {}  # what a method measures of itself (e.g. EPI's routing accuracy)
-        mm = cfg.eval_mm_captions  # only the first `mm` captions get every generation (None: all)
-        tasks = []  # (subset index, dataset, ids, captions)
+        mm = cfg.eval_mm_captions  # only the first `mm` motions get every MultiModality generation (None: all)
+        choose = np.random.default_rng(step_seed(cfg.seed, step, purpose=5))  # redrawn: the caption of each
+        tasks = []  # (subset index, dataset, ids, first captions, captions of each scoring set, MM caption)
         for j, subset in enumerate(self.stream.subsets):
             ids = self.test_ids(subset)
             if ids:  # a subset without test motions has no column entries (NaN in the matrices)
                 dataset = self.dataset_of(subset)
-                tasks.append((j, dataset, ids, [dataset.by_id(i).captions[0].text for i in ids]))
-        requests = [(k, motion_id, caption) for g in range(cfg.eval_generations)
-                    for k, (_j, _d, ids, captions) in enumerate(tasks)
-                    for motion_id, caption in list(zip(ids, captions))[: None if g == 0 or mm is None else mm]]
+                options = [[c.text for c in dataset.by_id(i).captions] for i in ids]
+                first = [texts[0] for texts in options]
+                if redrawn:
+                    sets = [[texts[int(choose.integers(len(texts)))] for texts in options]
+                            for _r in range(cfg.eval_repeats)]
+                    mm_captions = [texts[int(choose.integers(len(texts)))] for texts in options[:mm]]
+                else:
+                    sets, mm_captions = [], []
+                tasks.append((j, dataset, ids, first, sets, mm_captions))
+                cache_texts(self.evaluator, sorted({t for texts in options for t in texts}), self._eval_cache)
+        # requests: (task, motion id, caption, kind) with kind "score" (a scoring set) or "mm"
+        if redrawn:
+            requests = [(k, motion_id, caption, "score") for r in range(cfg.eval_repeats)
+                        for k, (_j, _d, ids, _f, sets, _m) in enumerate(tasks) for motion_id, caption in zip(ids, sets[r])]
+            if cfg.eval_generations >= 2:
+                requests += [(k, motion_id, caption, "mm") for _g in range(cfg.eval_generations)
+                             for k, (_j, _d, ids, _f, _s, mm_caps) in enumerate(tasks)
+                             for motion_id, caption in zip(ids, mm_caps)]
+        else:
+            requests = [(k, motion_id, caption, "score") for g in range(cfg.eval_generations)
+                        for k, (_j, _d, ids, first, _s, _m) in enumerate(tasks)
+                        for motion_id, caption in list(zip(ids, first))[: None if g == 0 or mm is None else mm]]
         with progress_bar(f"step {step + 1}: evaluating", len(requests) + len(tasks), enabled=self.progress) as bar:
-            feats = self.generate_features([c for _k, _i, c in requests], seed=step_seed(cfg.seed, step, purpose=100))
+            feats = self.generate_features([c for _k, _i, c, _kind in requests],
+                                           seed=step_seed(cfg.seed, step, purpose=100))
             bar.advance(len(requests), info="generated")
-            generations: list[dict[str, list[np.ndarray]]] = [{i: [] for i in ids} for _j, _d, ids, _c in tasks]
-            for (k, motion_id, _caption), f in zip(requests, feats):
-                generations[k][motion_id].append(f)
-            for k, (j, dataset, ids, captions) in enumerate(tasks):
+            generations: list[dict[str, list[np.ndarray]]] = [{i: [] for i in t[2]} for t in tasks]
+            used: list[dict[str, list[str]]] = [{i: [] for i in t[2]} for t in tasks]
+            mm_sets: list[dict[str, list[np.ndarray]]] = [{} for _t in tasks]
+            for (k, motion_id, caption, kind), f in zip(requests, feats):
+                if kind == "mm":
+                    mm_sets[k].setdefault(motion_id, []).append(f)
+                else:
+                    generations[k][motion_id].append(f)
+                    used[k][motion_id].append(caption)
+            pooled_real, pooled_repeats = [], []
+            for k, (j, dataset, ids, first, _sets, _mm) in enumerate(tasks):
                 name = self.stream.subsets[j].name
+                kept: dict[str, Any] = {}
                 evaluation = evaluate_motions(self.evaluator, generations[k], dataset, "test", ids,
-                                              captions=dict(zip(ids, captions)), repeats=cfg.eval_repeats,
-                                              seed=step_seed(cfg.seed, step, purpose=2), cache=self._eval_cache)
+                                              captions=dict(zip(ids, first)), repeats=cfg.eval_repeats,
+                                              seed=step_seed(cfg.seed, step, purpose=2), cache=self._eval_cache,
+                                              generation_captions=used[k] if redrawn else None,
+                                              mm_generated=mm_sets[k] if redrawn else None, embeddings=kept)
                 results[name] = evaluation["metrics"]
-                extra = self.method.evaluation_extras(captions, j)
+                pooled_real.append(kept["real"])
+                pooled_repeats.append(kept["repeats"])
+                extra = self.method.evaluation_extras(first, j)
                 if extra:
                     extras[name] = extra
                 if evaluation.get("transfer") and evaluation["transfer"]["num_motions"]:
                     transfer[name] = evaluation["transfer"]
                 bar.advance(info=name)
-        return {"results": results, "transfer": transfer, **({"extras": extras} if extras else {}),
-                "eval_seconds": round(time.time() - started, 1)}
+        real = np.concatenate(pooled_real)
+        fids = [M.fid(np.concatenate([rep[r] for rep in pooled_repeats]), real) for r in range(cfg.eval_repeats)]
+        pooled = {"fid": M.mean_ci95(fids), "num_motions": int(len(real))}
+        return {"results": results, "pooled": pooled, "transfer": transfer, **({"extras": extras} if extras else {}),
+                "protocol": cfg.eval_protocol, "eval_seconds": round(time.time() - started, 1)}
 
     # -- the stream ---------------------------------------------------------------------------------
     def _save_or_check_config(self) -> None:
         """The method run's resolved config: saved on the first start, and a resume must match it."""
-        from l2emg.config import read_saved_config, save_config
+        from l2emg.config import METHOD_OPTIONS, read_saved_config, save_config
         from l2emg.runs import config_differences
 
         path = self.method_run.config_path
         if path.exists() and self.finished_steps():
-            changed = [c for c in config_differences(read_saved_config(path), self.config) if c != "profile"]
+            # Other methods' option sections are not this run's settings: a change there (a baseline's new
+            # option) leaves a finished run of this method valid.
+            options = method_class(self.method_name).options
+            own = options.section if options is not None else None
+            others = tuple(f"{section}." for section in METHOD_OPTIONS if section != own)
+            changed = [c for c in config_differences(read_saved_config(path), self.config)
+                       if c != "profile" and not c.startswith(others)]
             if changed:
                 raise CheckpointError(f"{path}: this method run was started with another config (differs in: "
                                       f"{', '.join(changed)}); remove {self.method_run.path} or use the same settings")

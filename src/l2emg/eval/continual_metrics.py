@@ -19,6 +19,10 @@ held-out pairs; None where none has any), with `_ci95` from the cells' half-widt
 None where AWF itself is (a missing cell of wf[N, ·]) and for results written before these parts
 existed.
 
+AF_pooled (not in the paper): the last step's FID of every scenario's generations pooled against all
+their real test motions (the step's "pooled" entry, written by the trainer since 2026-12-07), with its
+own 95 % half-width over the evaluation repeats; None for results without it.
+
 plus the usual transfer measures (Lopez-Paz & Ranzato 2017), here on any matrix:
 
     BWT = 1/(N−1) Σ_{i=1}^{N−1} ( M[N, i] − M[i, i] )
@@ -89,6 +93,7 @@ class PerformanceMatrices:
     matrices: dict[str, np.ndarray]
     initial: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) before training
     ci95: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> N × N half-widths, where the cells have them
+    final_pooled: dict[str, Any] | None = None  # the last step's "pooled" entry ({"fid": summary, "num_motions"})
 
     def to_json(self) -> dict[str, Any]:
         def clean(a: np.ndarray) -> Any:
@@ -152,7 +157,9 @@ def matrices_from_results(results: dict[str, Any], source: str = "results") -> P
         for metric, cell in metrics.items():
             row = initial.setdefault(metric, np.full(n, np.nan))
             row[col[name]] = _value(cell, f"{source}: initial.{name}.{metric}")
-    return PerformanceMatrices(str(results.get("method", "method")), list(scenarios), matrices, initial, ci95)
+    pooled = steps[-1].get("pooled") if steps else None
+    return PerformanceMatrices(str(results.get("method", "method")), list(scenarios), matrices, initial, ci95,
+                               pooled if isinstance(pooled, dict) else None)
 
 
 def load_results(path: str | Path) -> PerformanceMatrices:
@@ -273,6 +280,9 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
         out[name], out[f"{name}_ci95"] = (part_average(perf.matrices[metric], perf.matrices.get("emotion_f1"),
                                                        perf.ci95.get(metric))
                                           if metric in perf.matrices else (None, None))
+    fid = (perf.final_pooled or {}).get("fid")
+    out["AF_pooled"] = _value(fid, "pooled.fid") if fid is not None else None
+    out["AF_pooled_ci95"] = float(fid["ci95"]) if isinstance(fid, dict) and fid.get("ci95") is not None else None
     r = perf.matrices.get(FORGETTING_METRIC)
     out["FR"] = forgetting_rate(r) if r is not None else None
     out["FR_ci95"] = (forgetting_rate_ci95(r, perf.ci95[FORGETTING_METRIC])
@@ -291,7 +301,7 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
 def average_over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread (std, ddof 0) of the Table-2 metrics over several scenario orders, as the
     paper averages three orders (it does not report the spread; we do)."""
-    keys = [*AVERAGE_METRICS.values(), *AWF_PARTS.values(), "FR", "BWT", "FWT"]
+    keys = [*AVERAGE_METRICS.values(), *AWF_PARTS.values(), "AF_pooled", "FR", "BWT", "FWT"]
     out: dict[str, Any] = {"method": runs[0]["method"] if runs else "method", "orders": len(runs)}
     for key in keys:
         values = [r[key] for r in runs if r.get(key) is not None]

@@ -5,6 +5,13 @@ Protocol (Guo et al. 2022, as T2M-GPT's `eval_trans.py` runs it): each metric is
 (`evaluator.eval_repeats`, 20 by default) with fresh random batches / pairs / generation choice, and
 reported as mean ± 1.96·σ/√R. FID compares the generated motions with the *real* motions of the
 same ids; R-Precision and MM-Dist pair each generated motion with the caption that produced it.
+What a repetition redraws is the caller's choice: given K generations per motion, repetition r
+scores generation r mod K. A continual run's evaluation (`train.eval_protocol: redrawn`) passes one
+freshly generated set per repetition, each from a caption drawn at random per motion
+(`generation_captions`), so the CIs include the generator's sampling noise, the caption choice and
+the R-Precision batches; MultiModality then comes from its own set of generations of one caption
+each (`mm_generated`, T2M-GPT: 30 generations of up to 100 captions, 10 pairs each). `fixed`, the
+protocol before 2026-12-07, drew the generations once (first caption) and re-scored them.
 
 Emotion transfer: the dataset keeps some (scenario, emotion) pairs out of training (they occur only
 in that scenario's test split). Restricted to the test motions of those pairs we report the
@@ -68,11 +75,23 @@ def _summaries(values: dict[str, list[float]]) -> dict[str, dict[str, float] | N
     return {key: (M.mean_ci95(values[key]) if values.get(key) else None) for key in values}
 
 
+def cache_texts(evaluator: Evaluator, texts: Sequence[str], cache: dict[Any, np.ndarray]) -> None:
+    """Embed the texts `cache` lacks (one call, sorted) and keep them under ("text", text). A caller that
+    scores different captions at different times (random captions per repetition) warms the cache with
+    all of them at once first, so that every embedding comes from the same batches whatever ran before
+    (a resumed run then scores bit-identically)."""
+    new_texts = sorted({t for t in texts if ("text", t) not in cache})
+    cache.update({("text", t): e for t, e in zip(new_texts, evaluator.embed_text(new_texts))})
+
+
 def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset: Any, split: str = "test",
                      ids: Sequence[str] | None = None, *, captions: Mapping[str, str | Sequence[str]] | None = None,
                      repeats: int | None = None, seed: int = 0,
                      holdout_pairs: Sequence[Sequence[str]] | None = None,
-                     cache: dict[Any, np.ndarray] | None = None) -> dict[str, Any]:
+                     cache: dict[Any, np.ndarray] | None = None,
+                     generation_captions: Mapping[str, Sequence[str]] | None = None,
+                     mm_generated: Mapping[str, Any] | None = None,
+                     embeddings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of generated motions against the real motions of the same ids in `split`.
 
     generated: motion id -> raw (T, 263) features, or several generations of that id (a list or a
@@ -82,6 +101,14 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
       in each repetition). Default: the record's first caption.
     cache: a dict kept between calls (e.g. a continual run's evaluation points): the embeddings of the
       real motions (per split and id list) and of the captions are computed once and reused.
+    generation_captions: id -> the caption of each of its generations (aligned with `generated[id]`):
+      repetition r then scores generation r mod K against ITS caption (the redrawn protocol: one
+      generation set per repetition, a caption drawn at random per motion per set); overrides `captions`.
+    mm_generated: id -> several generations of ONE caption, used for MultiModality only (the T2M-GPT
+      setting: N generations of up to `mm_max_texts` captions); default: the groups of `generated`.
+    embeddings: a dict to fill with the evaluator embeddings behind the metrics: "real" (n, D) and
+      "repeats", one (n, D) array of the generations each repetition scored (for FID pooled over
+      several calls).
     Returns {"split", "num_motions", "repeats", "metrics": {name: {"mean", "ci95", "repeats"} or None},
     "transfer": {...} or None}; `metrics` includes the two parts of emotion F1 (`EMOTION_F1_PARTS`:
     trained pairs, held-out pairs; None where that part has no labelled motion).
@@ -126,9 +153,17 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
         given = (captions or {}).get(record.motion_id)
         options = [given] if isinstance(given, str) else list(given) if given else [record.captions[0].text]
         caption_options.append(options)
-    unique_texts = sorted({t for opts in caption_options for t in opts})
-    new_texts = [t for t in unique_texts if ("text", t) not in cache]
-    cache.update({("text", t): e for t, e in zip(new_texts, evaluator.embed_text(new_texts))})
+    paired = None
+    if generation_captions is not None:
+        paired = []
+        for motion_id, group in zip(ids, gens):
+            texts = list(generation_captions.get(motion_id) or [])
+            if len(texts) != len(group):
+                raise DataError(f"generated motion {motion_id!r}: {len(group)} generations but {len(texts)} "
+                                f"generation captions")
+            paired.append(texts)
+    unique_texts = sorted({t for opts in caption_options + (paired or []) for t in opts})
+    cache_texts(evaluator, unique_texts, cache)
     text_table = {t: cache[("text", t)] for t in unique_texts}
 
     emotion_index = {e: k for k, e in enumerate(evaluator.emotions)}
@@ -141,13 +176,28 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
     transfer: dict[str, list[float]] = {k: [] for k in ("r_precision_top1", "r_precision_top2", "r_precision_top3",
                                                         "emotion_f1")}
     fid_cache: dict[tuple[int, ...], float] = {}
-    multi = [g for g in emb_groups if len(g) >= 2]
+    if mm_generated is not None:
+        mm_groups = [_as_generations(v, k) for k, v in mm_generated.items()]
+        mm_flat = evaluator.embed_motion([g for group in mm_groups for g in group],
+                                         names=[f"generated motion {k} (MultiModality)" for k, group in
+                                                zip(mm_generated, mm_groups) for _ in group])
+        bounds = np.cumsum([0] + [len(g) for g in mm_groups])
+        multi = [mm_flat[bounds[k]:bounds[k + 1]] for k in range(len(mm_groups)) if len(mm_groups[k]) >= 2]
+    else:
+        multi = [g for g in emb_groups if len(g) >= 2]
+    if embeddings is not None:
+        embeddings.update(real=real, repeats=[])
     for r in range(repeats):
         choice = tuple(r % len(g) for g in emb_groups)
         motion = np.stack([g[c] for g, c in zip(emb_groups, choice)])  # (n, D)
+        if embeddings is not None:
+            embeddings["repeats"].append(motion)
         predicted = np.array([p[c] for p, c in zip(pred_groups, choice)])
-        text = np.stack([text_table[opts[int(rng.integers(len(opts)))] if len(opts) > 1 else opts[0]]
-                         for opts in caption_options])
+        if paired is not None:
+            text = np.stack([text_table[texts[c]] for texts, c in zip(paired, choice)])
+        else:
+            text = np.stack([text_table[opts[int(rng.integers(len(opts)))] if len(opts) > 1 else opts[0]]
+                             for opts in caption_options])
         if n >= 2:
             if choice not in fid_cache:
                 fid_cache[choice] = M.fid(motion, real)

@@ -18,15 +18,16 @@ bench), `json_row` as one row of table2.json:
 
     {"rows": [{"method", "split", "order" | "orders", "AF", "AF_ci95", …, "FR", "FR_ci95",
                "transfer_f1", "transfer_top1", "AWF_trained", "AWF_trained_ci95", "AWF_heldout",
-               "AWF_heldout_ci95", "profile", "backbone"}, …],
+               "AWF_heldout_ci95", "AF_pooled", "AF_pooled_ci95", "profile", "backbone"}, …],
      "kendall_tau": {split: {column: {"tau", "p", "methods"}}}, "machine": {…}, "date": ISO 8601, …}
 
 (`ROW_FIELDS`, `schema_problems`); one row per method and split with "orders" (means and 95 % CIs over
 those orders), followed by one row per order with "order" (that run's values; its half-widths are
 the repeated evaluations' own). `PART_COLUMNS` (AWF in two parts: on the test motions of the trained
 and of the held-out (scenario, emotion) pairs, `eval.continual_metrics`) are not the paper's: the
-Markdown shows them in a small table of their own beside AWF (`parts_table`), and rows written
-before they existed lack them (`OPTIONAL_FIELDS`; read as None).
+Markdown shows them in a small table of their own beside AWF (`parts_table`), with `POOLED_COLUMNS`
+(FID pooled over scenarios beside AF), and rows written before they existed lack them
+(`OPTIONAL_FIELDS`; read as None).
 """
 
 from __future__ import annotations
@@ -48,25 +49,32 @@ TRANSFER_COLUMNS: dict[str, str] = {"transfer_f1": "emotion_f1", "transfer_top1"
 ALL_COLUMNS: tuple[str, ...] = (*COLUMNS, *TRANSFER_COLUMNS)
 # AWF in two parts: trained and held-out (scenario, emotion) pairs (metrics.json's fields of the same names)
 PART_COLUMNS: tuple[str, ...] = ("AWF_trained", "AWF_heldout")
+# FID of the last step's generations of every scenario pooled against all their real test motions
+POOLED_COLUMNS: tuple[str, ...] = ("AF_pooled",)
+SIDE_COLUMNS: tuple[str, ...] = (*PART_COLUMNS, *POOLED_COLUMNS)  # not the paper's: the small table beside it
 PARTS_TABLE_COLUMNS: tuple[str, ...] = ("AWF", *PART_COLUMNS)
-ROW_COLUMNS: tuple[str, ...] = (*ALL_COLUMNS, *PART_COLUMNS)  # every column a row's values carry
+POOLED_TABLE_COLUMNS: tuple[str, ...] = ("AF", *POOLED_COLUMNS)
+ROW_COLUMNS: tuple[str, ...] = (*ALL_COLUMNS, *SIDE_COLUMNS)  # every column a row's values carry
 TITLES: dict[str, str] = {**{c: f"{c}{ARROWS[c]}" for c in COLUMNS},
                           "transfer_f1": "transfer F1↑", "transfer_top1": "transfer top-1↑",
-                          "AWF_trained": "AWF trained↑", "AWF_heldout": "AWF held-out↑"}
+                          "AWF_trained": "AWF trained↑", "AWF_heldout": "AWF held-out↑", "AF_pooled": "AF pooled↓"}
 LOWER_IS_BETTER: dict[str, bool] = {**{c: ARROWS[c] == "↓" for c in COLUMNS}, "transfer_f1": False, "transfer_top1": False,
-                                    "AWF_trained": False, "AWF_heldout": False}
+                                    "AWF_trained": False, "AWF_heldout": False, "AF_pooled": True}
 DIGITS: dict[str, int] = {"AF": 2, "AR": 3, "AD": 2, "AMM": 2, "AWF": 3, "FR": 2, "transfer_f1": 3, "transfer_top1": 3,
-                          "AWF_trained": 3, "AWF_heldout": 3}
+                          "AWF_trained": 3, "AWF_heldout": 3, "AF_pooled": 2}
 PARTS_NOTE = ("AWF in two parts: emotion weighted F1 on the test motions of the trained (scenario, emotion) pairs "
               "only, and on those of the held-out pairs only (averaged over the scenarios that have such pairs; "
               "– where none has).")
+POOLED_NOTE = ("AF pooled: one FID of the last step's generations of all scenarios against all their real test "
+               "motions, beside AF, the mean of per-scenario FIDs over 40–170 motions each (fewer than the "
+               "evaluator's 128 dimensions).")
 KENDALL_COLUMNS: tuple[str, ...] = ("AF", "AR", "AWF", "FR")  # ranked against the paper's
 FR_SCALE = 100.0  # metrics.json's FR (a fraction of top-1 R-Precision) -> percentage points
 FR_UNITS = "percentage points"
 FR_NOTE = "FR in percentage points of top-1 R-Precision, as the paper prints it."
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f for c in COLUMNS for f in (c, f"{c}_ci95"))
-PART_FIELDS: tuple[str, ...] = tuple(f for c in PART_COLUMNS for f in (c, f"{c}_ci95"))
+PART_FIELDS: tuple[str, ...] = tuple(f for c in SIDE_COLUMNS for f in (c, f"{c}_ci95"))
 OPTIONAL_FIELDS: frozenset[str] = frozenset(PART_FIELDS)  # absent from table2.json written before them
 NUMBER_FIELDS: tuple[str, ...] = (*METRIC_FIELDS, *TRANSFER_COLUMNS, *PART_FIELDS)
 
@@ -96,7 +104,7 @@ def values_from_metrics(metrics: Mapping[str, Any], transfer: Mapping[str, Any] 
     100; the transfer columns from `transfer` (default: metrics' own "emotion_transfer"); the parts of
     AWF (`PART_COLUMNS`) None where the metrics have none (written before them)."""
     values: dict[str, float | None] = {}
-    for column in (*COLUMNS, *PART_COLUMNS):
+    for column in (*COLUMNS, *SIDE_COLUMNS):
         scale = FR_SCALE if column == "FR" else 1.0
         value, half = metrics.get(column), metrics.get(f"{column}_ci95")
         values[column] = None if value is None else scale * float(value)
@@ -192,6 +200,11 @@ def has_parts(rows: Iterable[Mapping[str, Any]]) -> bool:
     return any(row.get(c) is not None for row in rows for c in PART_COLUMNS)
 
 
+def has_pooled(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any of these rows' values (or table2.json rows) has the pooled FID."""
+    return any(row.get(c) is not None for row in rows for c in POOLED_COLUMNS)
+
+
 def parts_table(rows: Mapping[str, Mapping[str, float | None]], *, labels: Mapping[str, str] | None = None,
                 mark_best: bool = False) -> str:
     """`| Method | AWF↑ | AWF trained↑ | AWF held-out↑ |`: AWF beside its two parts, one row per entry."""
@@ -201,6 +214,12 @@ def parts_table(rows: Mapping[str, Mapping[str, float | None]], *, labels: Mappi
 def single_parts_table(label: str, metrics: Mapping[str, Any]) -> str:
     """`parts_table` of one method run's metrics, as its report.md shows it."""
     return parts_table({label: values_from_metrics(metrics)})
+
+
+def pooled_table(rows: Mapping[str, Mapping[str, float | None]], *, labels: Mapping[str, str] | None = None,
+                 mark_best: bool = False) -> str:
+    """`| Method | AF↓ | AF pooled↓ |`: per-scenario FID averaged beside the FID pooled over scenarios."""
+    return markdown_table(rows, POOLED_TABLE_COLUMNS, labels=labels, mark_best=mark_best)
 
 
 # -- JSON -------------------------------------------------------------------------------------------
@@ -339,7 +358,7 @@ def split_markdown(table: BenchTable, split: str, labels: Mapping[str, str] | No
 def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, orders: Sequence[int],
                    taus: Mapping[str, Mapping[str, Mapping[str, Any]]], times: Mapping[str, Mapping[str, Any]],
                    labels: Mapping[str, str] | None = None, figure3: Sequence[str] = (),
-                   figure4: Sequence[str] = ()) -> str:
+                   figure4: Sequence[str] = (), protocol: str = "") -> str:
     """RUN/bench/table2.md: per split its table, Kendall τ against the paper and the time taken; then
     Figure 3's heatmaps and Figure 4 (paths relative to the bench folder: [png, animation])."""
     lines = ["# Table 2 over splits and orders (`l2emg bench`)", "",
@@ -350,12 +369,17 @@ def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, 
              "separately the paper's among the methods shown). FR in percentage points of top-1 R-Precision. "
              "Transfer: emotion weighted F1 and top-1 R-Precision on the held-out (scenario, emotion) pairs "
              "after the last scenario, averaged over scenarios and orders.", ""]
+    if protocol:
+        lines += [protocol, ""]
     for split in table.cells:
         lines += [f"## {split.capitalize()} split", "", split_markdown(table, split, labels), ""]
         parts = {m: table.values(split, m) for m in table.cells[split]}
         if has_parts(parts.values()):
             lines += [PARTS_NOTE + " Mean ± 95 % CI over the orders, as above.", "",
                       parts_table(parts, labels=labels, mark_best=True), ""]
+        if has_pooled(parts.values()):
+            lines += [POOLED_NOTE + " Mean ± 95 % CI over the orders, as above.", "",
+                      pooled_table(parts, labels=labels, mark_best=True), ""]
         tau_cells = []
         for column, t in taus[split].items():
             value = "n/a" if t["tau"] is None else f"{t['tau']:+.2f}"

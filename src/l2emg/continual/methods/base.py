@@ -26,7 +26,7 @@ of adding a method.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,12 @@ from l2emg.config import Config, MethodOptions
 from l2emg.errors import ConfigError
 from l2emg.lm.generate import GenerationInputs
 from l2emg.lm.motion_lm import MotionLM
+
+if TYPE_CHECKING:
+    from l2emg.continual.lora import ExpertBank
+
+# The layer names (last component) of the input and output embeddings of a LLaMA-style causal LM.
+EMBEDDING_TARGETS = ("embed_tokens", "lm_head")
 
 
 @dataclass
@@ -97,6 +103,13 @@ class ContinualMethod(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups for this step (called after `begin_scenario`): dicts as
+        `torch.optim` takes them, each with its "params" and optionally its own peak "lr" (the
+        scheduler scales every group's own lr); a group without "lr" trains at `lr` (train.lr). By
+        default one group of `trainable_parameters()`; Progressive Prompts gives its prompts their lr."""
+        return [{"params": self.trainable_parameters()}]
+
     # -- training ----------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """batch: input_ids, attention_mask, labels, prompt_mask (B, L), emotion (B,) -> {"loss", ...}."""
@@ -135,6 +148,23 @@ class ContinualMethod(nn.Module):
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
         """Recreate the modules described by `structure()` (on a freshly set-up method)."""
+
+    def inject_embedding_experts(self) -> "ExpertBank":
+        """Inject an expert bank on the input / output embeddings only: the `config.lora.target_modules`
+        that are `embed_tokens` / `lm_head`, with their `rank_pattern` / `alpha_pattern` (the LoRA
+        budget every other method has on those layers), for a method whose own parameters (a prefix, a
+        soft prompt) do not reach the vocabulary rows. Raises ConfigError when the profile targets neither."""
+        from l2emg.continual.lora import inject_experts_from_config
+
+        targets = [t for t in self.config.lora.target_modules if t.rsplit(".", 1)[-1] in EMBEDDING_TARGETS]
+        if not targets:
+            raise ConfigError(f"{self.options.section}.output_adapters: lora.target_modules "
+                              f"{self.config.lora.target_modules} names neither of {list(EMBEDDING_TARGETS)}")
+        lora = self.config.lora
+        patterns = {field: {k: v for k, v in getattr(lora, field).items() if k.rsplit(".", 1)[-1] in EMBEDDING_TARGETS}
+                    for field in ("rank_pattern", "alpha_pattern")}
+        lora = lora.model_copy(update={"target_modules": targets, **patterns})
+        return inject_experts_from_config(self.model, lora)
 
     def restore_experts(self, structure: dict[str, Any], most: int | None = None) -> int:
         """For a method with an expert bank (`self.bank`): check the checkpoint is of this variant, add

@@ -3,7 +3,8 @@ Isolation"; official code Dicer-Zz/EPI) behind the `ContinualMethod` interface.
 
     scenario t (training):  prefix_t (P, layers · 2 · kv_heads · head_dim)  ──view──> per layer (key, value),
         each (B, kv_heads, P, head_dim), pre-filled into a `DynamicCache`; attention mask = [1]*P ⊕ mask,
-        positions start at P; the backbone is frozen, only prefix_t trains (no LoRA, no other module).
+        positions start at P; the backbone is frozen, only prefix_t trains (and expert_t
+        with output adapters, below; no other module).
     end of scenario t:  frozen features f(x) = mean over the non-padding prompt tokens of the FROZEN
         backbone's hidden states (`epi.feature_layer`; default −1, the last hidden state after the final
         norm — the official `last_hidden_state`), run WITHOUT any prefix, on the scenario's training
@@ -13,8 +14,18 @@ Isolation"; official code Dicer-Zz/EPI) behind the `ContinualMethod` interface.
         (squared Mahalanobis, as the official `mahalanobis(norm=2)`), then the prompt decodes with
         prefix_{scenario(x)} (per sample, through `GenerationInputs.prefix`).
 
+Output adapters (`epi.output_adapters`, off by default = the official method; on in the default
+profile): scenario t also gets LoRA expert t on those `lora.target_modules` that are `embed_tokens` /
+`lm_head` (their `rank_pattern` / `alpha_pattern`: the budget every other method has there), in one
+`ExpertBank`. Expert t trains with prefix t at step t (older experts frozen, bit-identical), starts as
+PEFT's (B A = 0; a fresh prefix is random, so there is no previous pair to copy), and is used one-hot:
+in training every sample uses the current scenario's expert, at generation the expert of the scenario
+EPI's route picks for that sample — the same index that selects its prefix. The routing features stay
+the frozen backbone's (every expert is off while they are computed).
+
 Kept state (`adapter_state`): the prefixes, the emotion means (≤ 7 per scenario) with their emotion
-ids, the covariance sum and its count — no feature or prompt of any training sample.
+ids, the covariance sum and its count — no feature or prompt of any training sample — and, with output
+adapters, the experts.
 `evaluation_extras` reports the routing accuracy (the share of a scenario's test prompts routed to
 that scenario's prefix) for every scenario learned so far.
 
@@ -45,11 +56,18 @@ Deviations, with the reason:
   own (caption-less) prompt.
 * With `lm.train_motion_embeddings` the `<som>` row of the prompt trains too, so the "frozen"
   features of later prompts drift slightly (off by default).
+* Output adapters (above; default profile only): a prefix cannot reach the input embeddings or
+  `lm_head`, and a 4 M-parameter backbone's frozen embeddings do not carry the new motion-token rows
+  the task needs (docs/experiments/conditioning.md): with prefixes only, EPI generates at chance on
+  that profile while every LoRA method reaches the embeddings. Pairing one expert with each prefix
+  keeps EPI's parameter isolation and routing; the paper profile (LLaMA-2-7B, attention-only LoRA)
+  keeps the official prefixes-only method.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +81,9 @@ from l2emg.lm.generate import GenerationInputs, cache_kwarg, new_cache
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.lm.prompts import encode_prompts, position_ids
 from l2emg.utils.seeding import seeded_generator
+
+if TYPE_CHECKING:
+    from l2emg.continual.lora import ExpertBank
 
 __all__ = ["EPI", "squared_mahalanobis", "pinv_shared"]
 
@@ -112,9 +133,12 @@ class EPI(ContinualMethod):
         self.current = 0
         self._precision: Tensor | None = None  # cached pinv of the shared covariance
         self.last_routing: Tensor | None = None  # scenario index per sample of the last generation batch
+        self.bank: ExpertBank | None = None  # with epi.output_adapters: expert i on the embeddings, paired with prefix i
 
     # -- set-up / lifecycle -----------------------------------------------------------------------------
     def setup(self) -> None:
+        if self.options.output_adapters:
+            self.bank = self.inject_embedding_experts()
         self.freeze_backbone()
         layer = int(self.options.feature_layer)
         if not -(self.layers + 1) <= layer <= self.layers:
@@ -136,11 +160,18 @@ class EPI(ContinualMethod):
             self.prefixes.append(self._new_prefix(len(self.prefixes)))
         for index, prefix in enumerate(self.prefixes):
             prefix.requires_grad_(index == step)
+        if self.bank is not None:
+            while self.bank.num_experts <= step:  # fresh as PEFT (B A = 0), seeded
+                self.bank.add_expert(trainable=False, generator=seeded_generator(
+                    self.config.train.seed * 1000 + 500 + self.bank.num_experts))
+            self.bank.set_trainable([step])
         self.current = step
 
     def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
         for prefix in self.prefixes:
             prefix.requires_grad_(False)
+        if self.bank is not None:
+            self.bank.set_trainable([])
         if len(self.stats) == step:  # (not twice for the same step)
             means, emotions, covariance = self.scenario_statistics(ctx.examples if ctx is not None else [])
             self.stats.append(_ScenarioStats(means, emotions).to(self.covariance_sum.device))
@@ -150,7 +181,34 @@ class EPI(ContinualMethod):
             self._precision = None
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [self.prefixes[self.current]] + list(self.motion_embedding_params)
+        experts = self.bank.expert_parameters(self.current) if self.bank is not None else []
+        return [self.prefixes[self.current]] + experts + list(self.motion_embedding_params)
+
+    # -- the output adapters (epi.output_adapters) ------------------------------------------------------
+    def expert_weights(self, indices: Tensor, device: torch.device) -> Tensor:
+        """Scenario index per sample (B,) -> the one-hot expert weights: (E,) when every sample uses the
+        same expert, else (B, E)."""
+        weights = F.one_hot(indices.to(device), self.bank.num_experts).float()
+        return weights[0] if bool((indices == indices[0]).all()) else weights
+
+    def experts_of(self, indices: Tensor, device: torch.device):
+        """A context in which sample b uses expert indices[b] only (nothing without output adapters)."""
+        if self.bank is None or not self.bank.num_experts:
+            return contextlib.nullcontext()
+        return self.bank.routing(self.expert_weights(indices, device))
+
+    @contextlib.contextmanager
+    def experts_off(self):
+        """A context in which no expert acts (the frozen backbone), restoring the routing set before."""
+        if self.bank is None or not self.bank.num_experts:
+            yield
+            return
+        before = self.bank.routing_state.weights
+        self.bank.set_routing(torch.zeros(self.bank.num_experts, device=self.model.get_input_embeddings().weight.device))
+        try:
+            yield
+        finally:
+            self.bank.set_routing(before)
 
     # -- the prefix -------------------------------------------------------------------------------------
     def prefix_key_values(self, indices: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -175,19 +233,20 @@ class EPI(ContinualMethod):
         length = self.options.prefix_length
         mask = torch.cat([torch.ones(input_ids.shape[0], length, dtype=attention_mask.dtype,
                                      device=attention_mask.device), attention_mask], dim=1)
-        return self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask)[:, length:],
-                          labels=labels, **cache_kwarg(self.model, new_cache(self.model, prefix)), use_cache=True)
+        with self.experts_of(indices, input_ids.device):
+            return self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask)[:, length:],
+                              labels=labels, **cache_kwarg(self.model, new_cache(self.model, prefix)), use_cache=True)
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The current scenario's prefix for every sample (the task is known while training)."""
+        """The current scenario's prefix (and expert) for every sample (the task is known while training)."""
         ids = batch["input_ids"]
         indices = torch.full((ids.shape[0],), self.current, dtype=torch.long)
         out = self._prefixed_forward(ids, batch["attention_mask"], indices, labels=batch["labels"])
         return {"loss": out.loss, "lm_loss": out.loss.detach()}
 
     def logits(self, batch: dict[str, Tensor], scenario: int | None = None) -> Tensor:
-        """(B, L, V) logits of a batch with the prefix of `scenario` (default: the current one)."""
+        """(B, L, V) logits of a batch with the prefix (and expert) of `scenario` (default: the current one)."""
         ids = batch["input_ids"]
         indices = torch.full((ids.shape[0],), self.current if scenario is None else scenario, dtype=torch.long)
         return self._prefixed_forward(ids, batch["attention_mask"], indices).logits
@@ -196,13 +255,14 @@ class EPI(ContinualMethod):
     @torch.no_grad()
     def prompt_features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Prompts (B, L) with their mask (left- or right-padded) -> (B, d) float32: the frozen backbone's
-        hidden states at `epi.feature_layer`, without any prefix, mean-pooled over the real tokens."""
+        hidden states at `epi.feature_layer`, without any prefix or expert, mean-pooled over the real tokens."""
         was_training = self.model.training
         self.model.eval()
         try:
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                             position_ids=position_ids(attention_mask), output_hidden_states=True,
-                             use_cache=False, logits_to_keep=1)
+            with self.experts_off():
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                 position_ids=position_ids(attention_mask), output_hidden_states=True,
+                                 use_cache=False, logits_to_keep=1)
         finally:
             self.model.train(was_training)
         hidden = out.hidden_states[self.options.feature_layer].float()  # (B, L, d)
@@ -286,6 +346,8 @@ class EPI(ContinualMethod):
             return None
         indices = self.route(input_ids, attention_mask)
         self.last_routing = indices.cpu()
+        if self.bank is not None and self.bank.num_experts:  # the routed scenario's expert, for the whole generation
+            self.bank.set_routing(self.expert_weights(indices, input_ids.device))
         return GenerationInputs(prefix=self.prefix_key_values(indices))
 
     @torch.no_grad()
@@ -320,8 +382,11 @@ class EPI(ContinualMethod):
 
     # -- state ------------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:
-        return {"prefixes": len(self.prefixes), "current": self.current,
-                "emotions": [s.emotions.tolist() for s in self.stats]}
+        structure = {"prefixes": len(self.prefixes), "current": self.current,
+                     "emotions": [s.emotions.tolist() for s in self.stats]}
+        if self.bank is not None:
+            structure["experts"] = self.bank.num_experts
+        return structure
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
         count = int(structure.get("prefixes", 0))
@@ -333,6 +398,8 @@ class EPI(ContinualMethod):
             self.prefixes.append(self._new_prefix(len(self.prefixes)))
         for prefix in self.prefixes:
             prefix.requires_grad_(False)
+        if self.bank is not None:
+            self.restore_experts({"num_experts": int(structure.get("experts", 0))})
         device = self.covariance_sum.device
         for ids in emotions[len(self.stats):]:
             self.stats.append(_ScenarioStats(torch.zeros(len(ids), self.hidden, device=device),

@@ -4,11 +4,22 @@ behind the `ContinualMethod` interface.
     scenario t:  input embeddings = [P_t ; P_{t−1} ; … ; P_1 ; embed(x)]      (B, t·n + L, d)
                  attention mask   = [1 … 1 ; mask],  labels = [−100 … −100 ; labels]
         P_t (n, d) = ResMLP_t(θ_t) = θ_t + W2 ReLU(W1 θ_t + b1) + b2   (with `progprompt.residual_mlp`)
-        only θ_t and ResMLP_t train; P_1 … P_{t−1} are frozen (bit-identical) and the backbone too.
+        only θ_t and ResMLP_t train (and expert_t with output adapters, below); P_1 … P_{t−1} are frozen
+        (bit-identical) and the backbone too.
     end of scenario t:  the MLP is folded in: θ_t ← ResMLP_t(θ_t), the MLP is dropped, P_t freezes.
     generation:  the same [P_T ; … ; P_1] in front of every (left-padded) prompt — no task id: all
         prompts are always used (`GenerationInputs(embeds, attention_mask)`; positions count real
         tokens, so a padded prompt sees the soft prompts at the positions training gave them).
+
+Output adapters (`progprompt.output_adapters`, off by default = the official method; on in the default
+profile): scenario t also gets LoRA expert t on those `lora.target_modules` that are `embed_tokens` /
+`lm_head` (their `rank_pattern` / `alpha_pattern`), in one `ExpertBank`, treated as the prompts are:
+expert t trains at step t, experts 0 … t−1 are frozen (bit-identical) and every expert acts with
+weight 1 in training and at generation (no task identity; O-LoRA's sum). A new expert starts as
+PEFT's (B A = 0: a no-op); a copy of the previous one would count that one twice in the sum.
+
+Learning rates: θ_t and its ResMLP train at `progprompt.prompt_lr` (official 0.3 with T5), the experts
+at the trainer's `train.lr` (`parameter_groups`); both follow the trainer's schedule.
 
 Settings taken from the official code (T5_codebase, `train_t5_cl.py` / `t5_continual.py`): prompt
 length 10 per task (`--prefix_len 10`), a new prompt initialised from the embeddings of random
@@ -24,14 +35,22 @@ Deviations, with the reason:
   from the motion codebook and are not word embeddings), drawn with a seeded generator.
 * ResMLP: the T5 code's MLP1 refers to an undefined `layer_norm` flag; the BERT code's residual MLP1
   (no LayerNorm) is used. The MLP is initialised with PyTorch's default (seeded).
-* Same optimiser, learning rate, epochs for every method (the official uses lr 0.3 for T5 prompts
-  and early stopping on a validation split; here there is no best-epoch selection).
+* Same optimiser, schedule and epochs as every method, the prompt at its own peak lr
+  (`progprompt.prompt_lr`, default the official 0.3 for T5 prompts; the default profile sets the
+  value measured on its first two scenarios, see default.yaml) and no early stopping on a validation
+  split (no best-epoch selection).
+* Output adapters (above; default profile only): soft prompts cannot reach the input embeddings or
+  `lm_head`, and a 4 M-parameter backbone's frozen embeddings do not carry the new motion-token rows
+  the task needs (docs/experiments/conditioning.md): with prompts only, ProgPrompt generates at chance
+  on that profile while every LoRA method reaches the embeddings. The paper profile (LLaMA-2-7B,
+  attention-only LoRA) keeps the official prompts-only method.
 * No replay (the official's `memory_perc` / data replay is off in its main results).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +62,9 @@ from l2emg.lm.generate import GenerationInputs
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.lm.prompts import IGNORE_INDEX, position_ids
 from l2emg.utils.seeding import seeded_generator
+
+if TYPE_CHECKING:
+    from l2emg.continual.lora import ExpertBank
 
 __all__ = ["ProgressivePrompts", "ResidualMLP"]
 
@@ -69,9 +91,12 @@ class ProgressivePrompts(ContinualMethod):
         self.prompts = nn.ParameterList()  # P_1 … P_T, each (n, d); index i = scenario i
         self.mlp: ResidualMLP | None = None  # the current scenario's reparameterisation (until folded)
         self.current = 0
+        self.bank: ExpertBank | None = None  # with progprompt.output_adapters: expert i on the embeddings, per scenario
 
     # -- set-up / lifecycle -----------------------------------------------------------------------------
     def setup(self) -> None:
+        if self.options.output_adapters:
+            self.bank = self.inject_embedding_experts()
         self.freeze_backbone()
 
     def _seed(self, index: int) -> int:
@@ -97,11 +122,17 @@ class ProgressivePrompts(ContinualMethod):
                 torch.manual_seed(self._seed(step) + 7)
                 mlp = ResidualMLP(self.prompts[step].shape[1], self.options.mlp_hidden)
             self.mlp = mlp.to(self.prompts[step].device)
+        if self.bank is not None:
+            while self.bank.num_experts <= step:  # fresh as PEFT (B A = 0), seeded
+                self.bank.add_expert(trainable=False, generator=seeded_generator(self._seed(self.bank.num_experts) + 11))
+            self.bank.set_trainable([step])
 
     def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
         self.fold()
         for prompt in self.prompts:
             prompt.requires_grad_(False)
+        if self.bank is not None:
+            self.bank.set_trainable([])
 
     @torch.no_grad()
     def fold(self) -> None:
@@ -114,11 +145,28 @@ class ProgressivePrompts(ContinualMethod):
             self.prompts[self.current].copy_(folded)
             self.mlp = None
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
+    def prompt_parameters(self) -> list[nn.Parameter]:
+        """What trains at progprompt.prompt_lr: the current soft prompt θ_t and its residual MLP."""
         params = [self.prompts[self.current]]
         if self.mlp is not None:
             params += list(self.mlp.parameters())
-        return params + list(self.motion_embedding_params)
+        return params
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        experts = self.bank.expert_parameters(self.current) if self.bank is not None else []
+        return self.prompt_parameters() + experts + list(self.motion_embedding_params)
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The prompt and its MLP at progprompt.prompt_lr; the experts (and trained motion rows) at `lr`."""
+        prompt = self.prompt_parameters()
+        rest = [p for p in self.trainable_parameters() if all(p is not q for q in prompt)]
+        return [{"params": prompt, "lr": float(self.options.prompt_lr)}] + ([{"params": rest}] if rest else [])
+
+    def all_experts(self, device: torch.device):
+        """A context in which every expert acts with weight 1 (nothing without output adapters)."""
+        if self.bank is None or not self.bank.num_experts:
+            return contextlib.nullcontext()
+        return self.bank.routing(torch.ones(self.bank.num_experts, device=device))
 
     # -- the inputs -------------------------------------------------------------------------------------
     def prompt_stack(self) -> Tensor:
@@ -148,14 +196,16 @@ class ProgressivePrompts(ContinualMethod):
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        embeds, mask, labels = self.build_inputs(batch["input_ids"], batch["attention_mask"], batch["labels"])
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask), labels=labels)
+        with self.all_experts(batch["input_ids"].device):
+            embeds, mask, labels = self.build_inputs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask), labels=labels)
         return {"loss": out.loss, "lm_loss": out.loss.detach()}
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """(B, L, V) logits of the batch's own positions (the soft-prompt positions dropped)."""
-        embeds, mask, _ = self.build_inputs(batch["input_ids"], batch["attention_mask"])
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask))
+        with self.all_experts(batch["input_ids"].device):
+            embeds, mask, _ = self.build_inputs(batch["input_ids"], batch["attention_mask"])
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask))
         return out.logits[:, embeds.shape[1] - batch["input_ids"].shape[1]:]
 
     # -- generation -------------------------------------------------------------------------------------
@@ -166,12 +216,17 @@ class ProgressivePrompts(ContinualMethod):
     def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> GenerationInputs | None:
         if not len(self.prompts):
             return None
+        if self.bank is not None and self.bank.num_experts:  # every expert, weight 1, for the whole generation
+            self.bank.set_routing(torch.ones(self.bank.num_experts, device=input_ids.device))
         embeds, mask, _ = self.build_inputs(input_ids, attention_mask)
         return GenerationInputs(embeds=embeds, attention_mask=mask)
 
     # -- state ------------------------------------------------------------------------------------------
     def structure(self) -> dict[str, Any]:
-        return {"prompts": len(self.prompts), "current": self.current, "mlp": self.mlp is not None}
+        structure = {"prompts": len(self.prompts), "current": self.current, "mlp": self.mlp is not None}
+        if self.bank is not None:
+            structure["experts"] = self.bank.num_experts
+        return structure
 
     def restore_structure(self, structure: dict[str, Any]) -> None:
         count = int(structure.get("prompts", 0))
@@ -181,6 +236,8 @@ class ProgressivePrompts(ContinualMethod):
             self.prompts.append(self._new_prompt(len(self.prompts)))
         for prompt in self.prompts:
             prompt.requires_grad_(False)
+        if self.bank is not None:
+            self.restore_experts({"num_experts": int(structure.get("experts", 0))})
         self.current = int(structure.get("current", max(count - 1, 0)))
         self.mlp = None
         if structure.get("mlp"):  # saved in the middle of a scenario (before the fold)
