@@ -6,7 +6,8 @@ needs a run with a finished method (`python benchmarks/studio_latency.py --run r
 `esmoe_gate.py`, which needs a finished ES-MoE run (`python benchmarks/esmoe_gate.py --run-dir runs/default`),
 and `caption_probe.py`, which needs a finished method run (`python benchmarks/caption_probe.py --run-dir runs/default`);
 likewise `paraphrase.py`, `free_text.py` and `precision_agreement.py` (finished method runs), `backbones.py`
-(collects finished runs), `stream_profile.py` (whole method runs, before/after) and `results.py` (writes
+(collects finished runs), `stream_profile.py` (whole method runs, before/after), `protocol.py` (finished
+method runs, evaluated again), `baseline_settings.py` (collects two-scenario runs) and `results.py` (writes
 docs/results.md from the JSON: `make results`)."""
 
 import subprocess
@@ -21,7 +22,8 @@ def main() -> int:
                                                                      "esmoe_gate.py", "caption_probe.py",
                                                                      "stream_profile.py", "results.py",
                                                                      "backbones.py", "paraphrase.py",
-                                                                     "free_text.py", "precision_agreement.py"))
+                                                                     "free_text.py", "precision_agreement.py",
+                                                                     "protocol.py", "baseline_settings.py"))
     failed = []
     for script in scripts:
         print(f"== {script.name}", flush=True)
