@@ -10,7 +10,10 @@ baselines' reach, and parity"): keep the value with the highest mean top-1 R-Pre
 scenarios after the second step. `collect` reads each run's results.json and writes
 benchmarks/results/baseline_settings.json: {"machine", "date", "rule", "rows": [{"method", "setting",
 "run", "top1": {scenario: {"mean", "ci95"}}, "mean_top1", "extras": {scenario: {...}} (e.g. SAPT's
-gate_own_expert), "protocol", "picked"}]}, `picked` true on each method's best row. `table` prints it.
+gate_own_expert), "protocol", "picked"}]}, `picked` true on each method's best row. With `--bench RUN`
+(a bench run folder of Unseen order 1) also "learned": {method: {"diagonal_top1": top-1 on each scenario
+right after learning it, "mean", "final_AR"}} — how much each method learns per scenario, the measured
+reason given for methods below half of MTL's AR. `table` prints it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,22 @@ def read_entry(method: str, setting: str, run: Path) -> dict:
             "extras": last.get("extras") or {}, "protocol": last.get("protocol", "fixed"), "picked": False}
 
 
-def collect(entries: list[str]) -> None:
+def learned(bench: Path) -> dict:
+    """Per finished continual method run of Unseen order 1 in `bench`: the diagonal of its top-1 matrix."""
+    out = {}
+    for path in sorted((bench / "methods").glob("*-unseen-o1/results.json")):
+        results = json.loads(path.read_text())
+        if results.get("joint_training") or len(results["steps"]) != len(results["scenarios"]):
+            continue
+        names, steps = results["scenarios"], results["steps"]
+        diagonal = [steps[i]["results"][names[i]]["r_precision_top1"]["mean"] for i in range(len(names))]
+        final = [steps[-1]["results"][n]["r_precision_top1"]["mean"] for n in names]
+        out[results["method"]] = {"diagonal_top1": diagonal, "mean": sum(diagonal) / len(diagonal),
+                                  "final_AR": sum(final) / len(final)}
+    return out
+
+
+def collect(entries: list[str], bench: Path | None = None) -> None:
     from l2emg.utils.io import save_json
     from l2emg.utils.precision import machine
 
@@ -57,7 +75,10 @@ def collect(entries: list[str]) -> None:
         mine = [r for r in rows if r["method"] == method]
         if len(mine) > 1:
             max(mine, key=lambda r: r["mean_top1"])["picked"] = True
-    save_json(OUT, {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rule": RULE, "rows": rows})
+    document = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rule": RULE, "rows": rows}
+    if bench is not None:
+        document["learned"] = learned(bench)
+    save_json(OUT, document)
 
 
 def table(path: Path = OUT) -> str:
@@ -68,6 +89,10 @@ def table(path: Path = OUT) -> str:
         extras = "; ".join(f"{s}: " + ", ".join(f"{k} {v:.2f}" for k, v in e.items()) for s, e in r["extras"].items())
         lines.append(f"| {r['method']} | {r['setting']} | {cells} | {r['mean_top1']:.3f} | "
                      f"{'yes' if r['picked'] else ''} | {extras or '–'} |")
+    if data.get("learned"):
+        lines += ["", "Learned per scenario (Unseen order 1, the bench's runs): mean top-1 on each scenario right after "
+                  "learning it, and AR.", "", "| method | mean top-1 right after learning | AR |", "|---|---|---|"]
+        lines += [f"| {m} | {v['mean']:.3f} | {v['final_AR']:.3f} |" for m, v in data["learned"].items()]
     return "\n".join(lines)
 
 
@@ -76,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="read the sweep runs into baseline_settings.json")
     c.add_argument("--entry", action="append", required=True, help="METHOD|SETTING|METHOD_RUN_DIR (repeatable)")
+    c.add_argument("--bench", type=Path, help="a bench run folder: add what each method learned per scenario")
     sub.add_parser("table", help="print baseline_settings.json as Markdown")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        collect(args.entry)
+        collect(args.entry, args.bench)
     print(table())
     return 0
 

@@ -111,7 +111,11 @@ def table2_section() -> list[str]:
     for split in dict.fromkeys(r["split"] for r in rows):
         shown = [r for r in rows if r["split"] == split]
         orders = sorted({o for r in shown for o in r["orders"]})
-        lines += [f"{split.capitalize()} split, order(s) {', '.join(map(str, orders))}, {len(shown)} methods:", "",
+        note = ""
+        if len(orders) == 1:  # one order: its runs' own rows, ± the evaluation repeats' 95 % half-width
+            shown = [r for r in data["rows"] if r["split"] == split and r.get("order") == orders[0]]
+            note = " (one order: ± the 95 % half-width over the evaluation repetitions)"
+        lines += [f"{split.capitalize()} split, order(s) {', '.join(map(str, orders))}, {len(shown)} methods{note}:", "",
                   table2.header(table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS))]
         for r in shown:
             lines.append(table2.markdown_row(METHOD_LABELS.get(r["method"], r["method"]), r,
@@ -125,10 +129,19 @@ def table2_section() -> list[str]:
             lines += ["", table2.POOLED_NOTE, "", table2.pooled_table(
                 {r["method"]: r for r in shown}, labels={r["method"]: METHOD_LABELS.get(r["method"], r["method"])
                                                          for r in shown})]
+        if data.get("time", {}).get(split):
+            lines += ["", table2.time_line(data["time"][split])]
         taus = data.get("kendall_tau", {}).get(split, {})
         if taus:
             lines += ["", "Kendall τ against the paper's ranking: " + ", ".join(
                 f"{c} {v['tau']:+.2f} ({len(v['methods'])} methods)" for c, v in taus.items() if v.get("tau") is not None)]
+        lines.append("")
+    figures = [name for name in data.get("figures", []) if name.endswith(".png")
+               and (DOC.parent / "figures" / "table2" / name).exists()]
+    if figures:  # copied from RUN/bench/ (the bench writes them there)
+        lines += ["Figures 3 (FID performance matrices of ES-MoE and the best other continual method) and 4 (test "
+                  "captions × methods, same seed), from the same bench run:", ""]
+        lines += [f"![{name[:-4]}](figures/table2/{name})" for name in figures]
         lines.append("")
     return lines
 
