@@ -112,8 +112,9 @@ def table2_section() -> list[str]:
         shown = [r for r in rows if r["split"] == split]
         orders = sorted({o for r in shown for o in r["orders"]})
         note = ""
-        if len(orders) == 1:  # one order: its runs' own rows, ± the evaluation repeats' 95 % half-width
-            shown = [r for r in data["rows"] if r["split"] == split and r.get("order") == orders[0]]
+        single = [r for r in data["rows"] if r["split"] == split and r.get("order") == orders[0]]
+        if len(orders) == 1 and single:  # one order: its runs' own rows, ± the evaluation repeats' half-width
+            shown = single
             note = " (one order: ± the 95 % half-width over the evaluation repetitions)"
         lines += [f"{split.capitalize()} split, order(s) {', '.join(map(str, orders))}, {len(shown)} methods{note}:", "",
                   table2.header(table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS))]
