@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +36,7 @@ PROTOCOLS = {
 def evaluate(run: Path, method: str, protocol: str) -> dict:
     from l2emg.config import read_saved_config
     from l2emg.continual.trainer import StreamTrainer
-    from l2emg.eval.continual_metrics import average_ci95
+    from l2emg.eval.continual_metrics import step_averages
     from l2emg.runs import RunDir
 
     run_dir = RunDir(run)
@@ -55,12 +54,7 @@ def evaluate(run: Path, method: str, protocol: str) -> dict:
     row = {"run": str(run), "method": method, "protocol": protocol, "step": last,
            "eval_seconds": evaluation["eval_seconds"], "repeats": config.train.eval_repeats,
            **{k: v for k, v in PROTOCOLS[protocol].items() if k != "eval_protocol"}}
-    for key, name in (("fid", "AF"), ("r_precision_top1", "AR"), ("diversity", "AD"), ("multimodality", "AMM"),
-                      ("emotion_f1", "AWF"), ("emotion_f1_trained", "AWF_trained")):
-        values = [c[key] for c in cells.values() if c.get(key)]
-        row[name] = float(np.mean([v["mean"] for v in values])) if values else None
-        row[f"{name}_ci95"] = average_ci95([v["ci95"] for v in values]) if values else None
-    row["AF_pooled"], row["AF_pooled_ci95"] = evaluation["pooled"]["fid"]["mean"], evaluation["pooled"]["fid"]["ci95"]
+    row.update(step_averages(evaluation, list(cells)))
     row["per_scenario_top1"] = {s: c["r_precision_top1"]["mean"] for s, c in cells.items() if c.get("r_precision_top1")}
     return row
 

@@ -167,9 +167,10 @@ def protocol_section() -> list[str]:
              "machine shared with other jobs (not a timing benchmark).", "",
              "| Method | protocol | AF↓ | AF pooled↓ | AR↑ | AD↑ | AMM↑ | AWF↑ | eval s |", "|---|---|---|---|---|---|---|---|---|"]
 
+    from l2emg.eval.table2 import cell
+
     def pm(row, key, digits):
-        value, half = row.get(key), row.get(f"{key}_ci95")
-        return "–" if value is None else f"{value:.{digits}f}" + ("" if half is None else f" ± {half:.{digits}f}")
+        return cell(row.get(key), row.get(f"{key}_ci95"), digits)
 
     for r in data["rows"]:
         lines.append(f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['protocol']} | {pm(r, 'AF', 3)} | "

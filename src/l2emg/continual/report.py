@@ -34,12 +34,10 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
                  samples: list[EmotionSamples]) -> dict[str, Any]:
     """Table-2 row, continual metrics, heatmaps and a GIF grid per emotion across scenarios."""
     from l2emg.eval.continual_metrics import (
-        AVERAGE_METRICS,
-        AWF_PARTS,
-        average_ci95,
         continual_metrics,
         matrices_from_results,
         save_continual_metrics,
+        step_averages,
     )
     from l2emg.eval.report import render_heatmaps
     from l2emg.eval.table2 import (
@@ -57,14 +55,8 @@ def write_report(out: MethodRunDir, results: dict[str, Any], config: Config,
     if results.get("joint_training"):
         # One evaluation after joint training: the averages of that row (the parts of AWF over the
         # scenarios that have them; None for results written before them); FR does not apply.
-        row = results["steps"][0]["results"]
-        metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None}
-        for key, name in {**AVERAGE_METRICS, **AWF_PARTS}.items():
-            cells = [row[s][key] for s in results["scenarios"] if row.get(s, {}).get(key)]  # no test motions: no cell
-            metrics[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
-            metrics[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
-        fid = (results["steps"][0].get("pooled") or {}).get("fid")
-        metrics["AF_pooled"], metrics["AF_pooled_ci95"] = (fid["mean"], fid["ci95"]) if fid else (None, None)
+        metrics = {"method": results["method"], "scenarios": results["scenarios"], "FR": None,
+                   **step_averages(results["steps"][0], results["scenarios"])}
         figures: list[Path] = []
     else:
         perf = matrices_from_results(results, str(out.results_path))

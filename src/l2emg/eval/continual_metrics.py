@@ -298,6 +298,22 @@ def continual_metrics(perf: PerformanceMatrices, reference: dict[str, np.ndarray
     return out
 
 
+def step_averages(step: dict[str, Any], scenarios: list[str]) -> dict[str, Any]:
+    """The Table-2 averages of ONE evaluation point (a results.json step: a joint-training run's only
+    row, or any step evaluated alone): per `AVERAGE_METRICS` / `AWF_PARTS` metric the mean over the
+    scenarios whose cell exists and its `average_ci95`, and AF_pooled from the step's "pooled" entry
+    (None where missing)."""
+    row = step.get("results") or {}
+    out: dict[str, Any] = {}
+    for key, name in {**AVERAGE_METRICS, **AWF_PARTS}.items():
+        cells = [row[s][key] for s in scenarios if row.get(s, {}).get(key)]  # no test motions: no cell
+        out[name] = float(np.mean([c["mean"] for c in cells])) if cells else None
+        out[f"{name}_ci95"] = average_ci95([c["ci95"] for c in cells]) if cells else None
+    fid = (step.get("pooled") or {}).get("fid")
+    out["AF_pooled"], out["AF_pooled_ci95"] = (fid["mean"], fid["ci95"]) if fid else (None, None)
+    return out
+
+
 def average_over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread (std, ddof 0) of the Table-2 metrics over several scenario orders, as the
     paper averages three orders (it does not report the spread; we do)."""
