@@ -90,7 +90,7 @@ def table2_section() -> list[str]:
     lines = ["## Table 2", "",
              f"`benchmarks/results/table2.json`, written by `l2emg bench --export` on {data['date'][:10]} (profile "
              f"`{data['profile']}`, backbone `{data['backbone']}`, {data['machine']['cpu']}). Each cell: the mean over "
-             "the orders (± 95 % CI where there are several orders), the paper's value (LLaMA-2-7B) in "
+             "the orders (± 95 % CI over them where there are several orders), the paper's value (LLaMA-2-7B) in "
              "parentheses. " + table2.FR_NOTE, ""]
     if data.get("protocol"):
         from l2emg.bench_report import protocol_line
@@ -109,27 +109,27 @@ def table2_section() -> list[str]:
         lines += [f"**A partial table**: {len(methods)} of {len(METHODS)} methods, {len(splits)} of 2 splits, "
                   f"{len(orders)} of 3 orders (the whole table is `l2emg bench`; its cost: `l2emg bench --dry-run`).", ""]
     for split in dict.fromkeys(r["split"] for r in rows):
-        shown = [r for r in rows if r["split"] == split]
-        orders = sorted({o for r in shown for o in r["orders"]})
-        note = ""
-        single = [r for r in data["rows"] if r["split"] == split and r.get("order") == orders[0]]
-        if len(orders) == 1 and single:  # one order: its runs' own rows, ± the evaluation repeats' half-width
-            shown = single
-            note = " (one order: ± the 95 % half-width over the evaluation repetitions)"
+        averaged = [r for r in rows if r["split"] == split]
+        orders = sorted({o for r in averaged for o in r["orders"]})
+        # a method run on one order: its run's own row, ± the half-width over its evaluation repetitions
+        shown = [next((s for s in data["rows"] if s["split"] == split and s["method"] == r["method"]
+                       and s.get("order") == r["orders"][0]), r) if len(r["orders"]) == 1 else r for r in averaged]
+        singles = {r["method"] for r in averaged if len(r["orders"]) == 1}
+        mixed = bool(singles) and len(singles) < len(averaged)
+        labels = {r["method"]: METHOD_LABELS.get(r["method"], r["method"])
+                  + (table2.ONE_ORDER_MARK if mixed and r["method"] in singles else "") for r in averaged}
+        note = " (one order: ± the 95 % half-width over the evaluation repetitions)" if singles and not mixed else ""
         lines += [f"{split.capitalize()} split, order(s) {', '.join(map(str, orders))}, {len(shown)} methods{note}:", "",
                   table2.header(table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS))]
         for r in shown:
-            lines.append(table2.markdown_row(METHOD_LABELS.get(r["method"], r["method"]), r,
-                                             table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS),
+            lines.append(table2.markdown_row(labels[r["method"]], r, table2.COLUMNS + tuple(table2.TRANSFER_COLUMNS),
                                              paper=paper.get(split, {}).get(r["method"])))
+        if mixed:
+            lines += ["", table2.ONE_ORDER_NOTE]
         if table2.has_parts(shown):  # AWF_trained / AWF_heldout: rows written before them lack the fields
-            lines += ["", table2.PARTS_NOTE, "", table2.parts_table(
-                {r["method"]: r for r in shown}, labels={r["method"]: METHOD_LABELS.get(r["method"], r["method"])
-                                                         for r in shown})]
+            lines += ["", table2.PARTS_NOTE, "", table2.parts_table({r["method"]: r for r in shown}, labels=labels)]
         if table2.has_pooled(shown):
-            lines += ["", table2.POOLED_NOTE, "", table2.pooled_table(
-                {r["method"]: r for r in shown}, labels={r["method"]: METHOD_LABELS.get(r["method"], r["method"])
-                                                         for r in shown})]
+            lines += ["", table2.POOLED_NOTE, "", table2.pooled_table({r["method"]: r for r in shown}, labels=labels)]
         if data.get("time", {}).get(split):
             lines += ["", table2.time_line(data["time"][split])]
         taus = data.get("kendall_tau", {}).get(split, {})

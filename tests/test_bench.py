@@ -56,6 +56,10 @@ def test_plan_runs_mtl_once_per_split_and_shards_cover_it():
     own1, _ = shard_runs(planned, (1, 2))
     own2, _ = shard_runs(planned, (2, 2))
     assert not set(own1) & set(own2) and set(own1) | set(own2) == set(planned)
+    # --all-orders: the other methods run the first order only
+    some = plan(["mtl", "seqlora", "lwf"], ["unseen"], [1, 2, 3], all_orders=["mtl", "seqlora"])
+    assert [p.name for p in some] == ["mtl-unseen-o1", "seqlora-unseen-o1", "seqlora-unseen-o2", "seqlora-unseen-o3",
+                                      "lwf-unseen-o1"]
 
 
 def test_paper_table_is_transcribed():
@@ -73,6 +77,7 @@ def test_paper_table_is_transcribed():
     (["--orders", "1,4"], "unknown order 4"),
     (["--orders", "one"], "comma-separated numbers"),
     (["--splits", "unseen,sideways"], "unknown split 'sideways'"),
+    (["--methods", "seqlora", "--all-orders", "esmoe"], "--all-orders esmoe: not among the methods"),
 ])
 def test_bad_arguments_are_one_line_errors(args, words, tmp_path, capsys):
     from l2emg.cli import main
@@ -240,19 +245,52 @@ def test_the_four_table2_writers_draw_the_same_row(tmp_path, tiny_config):
     bench_md = table2.split_markdown(bench_table, "unseen", {"seqlora": label}).splitlines()
     assert bench_md[0] == table2_header().splitlines()[0][:-1] + "| transfer F1↑ | transfer top-1↑ |"
     bench_cells = cells(next(line for line in bench_md if line.startswith(f"| {label} |")))
-    # one order: means alone (no interval over orders), bold (the only method), the paper's value beside (bold too)
+    # one order: ± its evaluation's own half-width, as the report; bold (the only method), the paper's value
+    # beside (bold too)
     plain = [re.sub(r" \(\S+\)$", "", c).replace("**", "") for c in bench_cells]
-    assert plain[:6] == [c.split(" ± ")[0] for c in cells(expected)] and plain[6:] == ["0.250", "0.400"]
-    assert bench_cells[0] == "**2.75** (**3.58**)"
+    assert plain[:6] == cells(expected) and plain[6:] == ["0.250", "0.400"]
+    assert bench_cells[0] == "**2.75 ± 0.14** (**3.58**)"
     rows = table2.json_rows(bench_table, profile="tiny", backbone="llama-4m")
     assert [sorted(r) for r in rows] == [sorted(TABLE2_ROW | {"orders"}), sorted(TABLE2_ROW | {"order"})]
     same = table2.json_row("seqlora", "unseen", table2.values_from_metrics(metrics), order=1, profile="tiny",
                            backbone="llama-4m")
-    assert rows[1] == same and rows[0]["FR"] == same["FR"] == pytest.approx(19.0) and rows[0]["FR_ci95"] is None
+    assert rows[1] == same and rows[0]["FR"] == same["FR"] == pytest.approx(19.0)
+    assert rows[0]["FR_ci95"] == same["FR_ci95"] == pytest.approx(2.83, abs=0.005)
     assert table2.markdown_row(label, rows[1]) == expected  # a per-order JSON row draws as the report's row
     assert table2.schema_problems({"rows": rows, "kendall_tau": {}, "machine": {}, "date": "x"}) == []
     assert table2.schema_problems({"rows": [{**rows[0], "extra": 1}]}) == [
         "no 'kendall_tau'", "no 'machine'", "no 'date'", "rows[0]: fields ['extra'] differ from the schema"]
+
+
+def test_one_order_rows_are_marked_beside_rows_over_orders(tmp_path, tiny_config):
+    """--all-orders: a table mixing methods run on three orders and on one marks the one-order rows (their
+    ± is their evaluation's) and keeps the interval over orders for the others."""
+    import shutil
+
+    from l2emg.bench import PlannedRun
+    from l2emg.bench_report import method_runs
+    from l2emg.continual.report import write_report
+    from l2emg.eval import table2
+    from l2emg.runs import RunDir
+    from l2emg.utils.io import save_json
+
+    run = RunDir(tmp_path / "run")
+    first = run.method_run("seqlora", "unseen", 1)
+    first.path.mkdir(parents=True)
+    results = _stream_results("seqlora", "unseen", 1)
+    save_json(first.results_path, results)
+    metrics = write_report(first, results, tiny_config, [])
+    save_json(first.adapter_path, {"method": "seqlora", "checkpoint": "checkpoints/step_02"})
+    planned = [PlannedRun("seqlora", "unseen", 1), PlannedRun("seqlora", "unseen", 2), PlannedRun("lwf", "unseen", 1)]
+    for p in planned[1:]:
+        shutil.copytree(first.path, run.method_run(p.method, p.split, p.order).path)
+    table = table2.collect(method_runs(run, planned))
+    assert table.cells["unseen"]["seqlora"]["AF"]["ci95"] == 0.0  # two equal orders: no spread
+    assert table.cells["unseen"]["lwf"]["AF"]["ci95"] == pytest.approx(metrics["AF_ci95"])
+    text = table2.split_markdown(table, "unseen", {"seqlora": "SeqLoRA", "lwf": "LwF"})
+    assert "| LwF† |" in text and "| SeqLoRA |" in text and "SeqLoRA†" not in text
+    alone = table2.collect(method_runs(run, planned[2:]))  # every row one order: nothing to mark
+    assert "†" not in table2.split_markdown(alone, "unseen", {"lwf": "LwF"})
 
 
 def test_backbone_name(tmp_path, tiny_config):

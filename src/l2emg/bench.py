@@ -3,7 +3,8 @@ then Table 2 over the orders (mean ± 95 % CI), next to the paper's numbers, wit
 our ranking and the paper's, Figure 3's FID heatmaps and the emotion-transfer column.
 
     plan      one `PlannedRun` per (method, split, order); a joint-training method (MTL) does not
-              depend on the order, so it runs once per split with order 1 (and is reported once)
+              depend on the order, so it runs once per split with order 1 (and is reported once);
+              `all_orders` limits the other orders to some methods (the rest run the first order)
     train     every planned method run through `StreamTrainer.run_stream` (finished ones are reused,
               unfinished ones resumed). `shard=(k, n)`: worker k takes the planned runs whose index
               % n == k − 1, then any other planned run that is neither finished nor locked by another
@@ -73,8 +74,9 @@ def _joint(method: str) -> bool:
 
 
 def check_selection(methods: Sequence[str], splits: Sequence[str], orders: Sequence[int],
-                    shard: tuple[int, int] = (1, 1)) -> None:
-    """ConfigError (one line) for an unknown method, split or order, an empty list, or a bad shard."""
+                    shard: tuple[int, int] = (1, 1), all_orders: Sequence[str] | None = None) -> None:
+    """ConfigError (one line) for an unknown method, split or order, an empty list, a bad shard, or an
+    `all_orders` method that is not among `methods`."""
     from l2emg.continual.methods import METHODS
     from l2emg.data.stream import SCENARIO_ORDERS, STREAM_SPLITS
 
@@ -87,6 +89,10 @@ def check_selection(methods: Sequence[str], splits: Sequence[str], orders: Seque
                 raise ConfigError(f"unknown {what} {value!r}; available: {', '.join(map(str, known))}")
         if len(set(values)) != len(values):
             raise ConfigError(f"{what}s listed twice: {', '.join(map(str, values))}")
+    stray = [m for m in (all_orders or ()) if m not in methods]
+    if stray:
+        raise ConfigError(f"--all-orders {', '.join(stray)}: not among the methods of this bench "
+                          f"({', '.join(methods)})")
     k, n = shard
     if n < 1 or not 1 <= k <= n:
         raise ConfigError(f"shard {k}/{n}: expected k/n with 1 ≤ k ≤ n (e.g. 1/2 and 2/2 for two workers)")
@@ -102,13 +108,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def plan(methods: Sequence[str], splits: Sequence[str], orders: Sequence[int]) -> list[PlannedRun]:
-    """Every method run of the table, split by split; a joint-training method once per split (order 1)."""
+def plan(methods: Sequence[str], splits: Sequence[str], orders: Sequence[int],
+         all_orders: Sequence[str] | None = None) -> list[PlannedRun]:
+    """Every method run of the table, split by split; a joint-training method once per split (order 1).
+    `all_orders`: only these methods run over every order, the others over the first one (None: all)."""
     runs = []
     for split in splits:
         for method in methods:
-            for order in ([1] if _joint(method) else orders):
-                runs.append(PlannedRun(method, split, order))
+            if _joint(method):
+                chosen = [1]
+            else:
+                chosen = list(orders) if all_orders is None or method in all_orders else list(orders[:1])
+            runs.extend(PlannedRun(method, split, order) for order in chosen)
     return runs
 
 
@@ -126,17 +137,17 @@ def _mtime(path: Path) -> float | None:
 
 def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: Sequence[str],
           orders: Sequence[int], shard: tuple[int, int] = (1, 1), progress: bool = True,
-          export: str | Path | None = None) -> BenchOutcome:
+          export: str | Path | None = None, all_orders: Sequence[str] | None = None) -> BenchOutcome:
     """Prepare the run's shared stages, train this worker's share of the plan (then anything left
     that nobody is training), and write the tables once every planned run is finished (`export`:
-    RUN/bench/table2.json written there too, e.g. benchmarks/results/table2.json)."""
+    RUN/bench/table2.json written there too, e.g. benchmarks/results/table2.json; `all_orders`: as `plan`)."""
     from l2emg.bench_report import write_tables
     from l2emg.continual.trainer import StreamTrainer
     from l2emg.pipeline import prepare_run
 
-    check_selection(methods, splits, orders, shard)
+    check_selection(methods, splits, orders, shard, all_orders)
     export_path = None if export is None else Path(export)
-    planned = plan(methods, splits, orders)
+    planned = plan(methods, splits, orders, all_orders)
     run = prepare_run(run_dir, config, progress=progress, previews=False)
     outcome = BenchOutcome(planned)
     own, others = shard_runs(planned, shard)

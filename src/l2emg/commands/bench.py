@@ -19,6 +19,9 @@ def bench(
     methods: Optional[str] = typer.Option(None, help=f"comma-separated methods among {METHOD_LIST} (default: all of them)"),
     splits: str = typer.Option("unseen,mixed", help="comma-separated stream splits: unseen, mixed"),
     orders: str = typer.Option("1,2,3", help="comma-separated scenario orders (1, 2, 3)"),
+    all_orders: Optional[str] = typer.Option(None, help="comma-separated methods that run over every order in "
+                                             "--orders; the others run the first order only (default: every "
+                                             "method), e.g. --all-orders mtl,seqlora,esmoe"),
     shard: str = typer.Option("1/1", help="k/n: this is worker k of n sharing the run folder (e.g. 1/2 and 2/2)"),
     set_: List[str] = typer.Option([], "--set", help="config override, e.g. --set stream.max_subsets=2 (repeatable)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
@@ -36,7 +39,9 @@ def bench(
     Each method run lives in RUN/methods/<method>-<split>-o<order>/ (MTL once per split, order 1);
     finished runs are reused and interrupted ones resume, so re-running continues where it stopped.
     With --shard k/n, n workers (separate processes, even on separate machines sharing the folder)
-    split the runs; a worker done with its share takes over runs nobody is training yet. When every run
+    split the runs; a worker done with its share takes over runs nobody is training yet. --all-orders
+    gives the other orders to some methods only (e.g. all 11 methods on order 1, MTL/SeqLoRA/ES-MoE on
+    orders 1–3: --orders 1,2,3 --all-orders mtl,seqlora,esmoe). When every run
     is finished, RUN/bench/table2.md and table2.json hold AF, AR, AD, AMM, AWF, FR as mean ± 95 % CI
     over the orders beside the paper's numbers, Kendall τ of our ranking against the paper's, an
     emotion-transfer column, AWF in two parts (AWF_trained, AWF_heldout: emotion F1 on the test motions
@@ -61,14 +66,15 @@ def bench(
         chosen_orders = [int(o) for o in _names(orders)]
     except ValueError:
         raise ConfigError(f"--orders {orders!r}: expected comma-separated numbers, e.g. 1,2,3") from None
+    chosen_all = _names(all_orders) if all_orders else None
     worker = parse_shard(shard)
-    check_selection(chosen_methods, chosen_splits, chosen_orders, worker)  # before any work
+    check_selection(chosen_methods, chosen_splits, chosen_orders, worker, chosen_all)  # before any work
     if dry_run:
-        _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs)
+        _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs, chosen_all)
         return
     config = load_config(profile, set_)
     outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress,
-                        export=export)
+                        export=export, all_orders=chosen_all)
     console.print(f"shard {worker[0]}/{worker[1]}: {len(outcome.planned)} planned method runs", soft_wrap=True)
     console.print(f"trained: {', '.join(outcome.trained) or 'none'}", soft_wrap=True)
     console.print(f"reused: {', '.join(outcome.reused) or 'none'}", soft_wrap=True)
@@ -81,7 +87,7 @@ def bench(
 
 
 def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[int], worker: tuple[int, int],
-             costs: Path, method_costs: Path) -> None:
+             costs: Path, method_costs: Path, all_orders: list[str] | None = None) -> None:
     from rich.table import Table
 
     from l2emg.bench import estimate_costs, plan, shard_runs
@@ -93,7 +99,7 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
         raise ConfigError(f"{costs}: no measured run costs (run benchmarks/stream_profile.py, or pass --costs)")
     profile = load_json(costs)
     ratios = load_json(method_costs) if method_costs.exists() else None
-    planned = plan(methods, splits, orders)
+    planned = plan(methods, splits, orders, all_orders)
     own, _ = shard_runs(planned, worker)
     run = RunDir(run_dir) if run_dir.exists() else None
     estimates = estimate_costs(planned, profile, ratios, run)

@@ -72,6 +72,9 @@ KENDALL_COLUMNS: tuple[str, ...] = ("AF", "AR", "AWF", "FR")  # ranked against t
 FR_SCALE = 100.0  # metrics.json's FR (a fraction of top-1 R-Precision) -> percentage points
 FR_UNITS = "percentage points"
 FR_NOTE = "FR in percentage points of top-1 R-Precision, as the paper prints it."
+ONE_ORDER_MARK = "†"
+ONE_ORDER_NOTE = (f"{ONE_ORDER_MARK} one order only: ± the 95 % half-width over that run's evaluation repetitions "
+                  "(generation and scoring noise), not over orders.")
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f for c in COLUMNS for f in (c, f"{c}_ci95"))
 PART_FIELDS: tuple[str, ...] = tuple(f for c in SIDE_COLUMNS for f in (c, f"{c}_ci95"))
@@ -118,9 +121,19 @@ def values_from_metrics(metrics: Mapping[str, Any], transfer: Mapping[str, Any] 
 
 def over_orders(per_order: Iterable[Mapping[str, float | None]]) -> dict[str, dict[str, Any]]:
     """{column: `mean_ci` over the orders' values} for every column (a half-width of its own per order is
-    not carried over: the interval is the orders' spread)."""
+    not carried over: the interval is the orders' spread). One order: its values with the half-width of
+    its own evaluation repetitions (`ONE_ORDER_NOTE`), {"ci_over": "evaluation"} in each column."""
     rows = list(per_order)
-    return {column: mean_ci(row.get(column) for row in rows) for column in ROW_COLUMNS}
+    if len(rows) == 1:
+        return {column: {"mean": rows[0].get(column), "ci95": rows[0].get(f"{column}_ci95"),
+                         "n": int(rows[0].get(column) is not None), "values": [rows[0].get(column)],
+                         "ci_over": "evaluation"} for column in ROW_COLUMNS}
+    return {column: {**mean_ci(row.get(column) for row in rows), "ci_over": "orders"} for column in ROW_COLUMNS}
+
+
+def one_order(stats: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether a bench cell (`over_orders`' statistics) comes from a single order's run."""
+    return any((entry or {}).get("ci_over") == "evaluation" for entry in stats.values() if isinstance(entry, dict))
 
 
 def values_from_stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
@@ -348,11 +361,21 @@ def time_line(times: Mapping[str, Mapping[str, Any]]) -> str:
     return text + "."
 
 
+def split_labels(table: BenchTable, split: str, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Row labels of one split; where some methods ran several orders and others one, the one-order rows
+    get `ONE_ORDER_MARK` (their ± is their evaluation's, `ONE_ORDER_NOTE`)."""
+    labels, cells = labels or {}, table.cells[split]
+    single = {m for m, row in cells.items() if one_order(row)}
+    mark = ONE_ORDER_MARK if single and len(single) < len(cells) else ""
+    return {m: labels.get(m, m) + (mark if m in single else "") for m in cells}
+
+
 def split_markdown(table: BenchTable, split: str, labels: Mapping[str, str] | None = None) -> str:
-    """One split's Table 2: mean ± CI over the orders, the paper's values, the best of each in bold,
-    the transfer columns."""
+    """One split's Table 2: mean ± CI over the orders (one order: ± its evaluation's CI), the paper's
+    values, the best of each in bold, the transfer columns."""
     rows = {m: table.values(split, m) for m in table.cells[split]}
-    return markdown_table(rows, ALL_COLUMNS, labels=labels, mark_best=True, paper=table.paper(split))
+    return markdown_table(rows, ALL_COLUMNS, labels=split_labels(table, split, labels), mark_best=True,
+                          paper=table.paper(split))
 
 
 def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, orders: Sequence[int],
@@ -364,8 +387,9 @@ def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, 
     lines = ["# Table 2 over splits and orders (`l2emg bench`)", "",
              f"Run `{run}`, profile `{profile}`, backbone `{backbone}`, orders {', '.join(map(str, orders))} "
              "(a joint-training method such as MTL runs once per split, with order 1).", "",
-             "Each cell: mean ± 95 % CI over the orders (t-distribution half-width; the mean alone for one "
-             "order), the paper's value (LLaMA-2-7B) in parentheses; bold: the best of each column (ours, and "
+             "Each cell: mean ± 95 % CI over the orders (t-distribution half-width; for a method run on one "
+             "order, ± the half-width over its evaluation repetitions), the paper's value (LLaMA-2-7B) in "
+             "parentheses; bold: the best of each column (ours, and "
              "separately the paper's among the methods shown). FR in percentage points of top-1 R-Precision. "
              "Transfer: emotion weighted F1 and top-1 R-Precision on the held-out (scenario, emotion) pairs "
              "after the last scenario, averaged over scenarios and orders.", ""]
@@ -373,13 +397,16 @@ def bench_markdown(table: BenchTable, *, run: str, profile: str, backbone: str, 
         lines += [protocol, ""]
     for split in table.cells:
         lines += [f"## {split.capitalize()} split", "", split_markdown(table, split, labels), ""]
+        marked = split_labels(table, split, labels)
+        if any(label.endswith(ONE_ORDER_MARK) for label in marked.values()):
+            lines += [ONE_ORDER_NOTE, ""]
         parts = {m: table.values(split, m) for m in table.cells[split]}
         if has_parts(parts.values()):
-            lines += [PARTS_NOTE + " Mean ± 95 % CI over the orders, as above.", "",
-                      parts_table(parts, labels=labels, mark_best=True), ""]
+            lines += [PARTS_NOTE + " Mean ± 95 % CI as above.", "",
+                      parts_table(parts, labels=marked, mark_best=True), ""]
         if has_pooled(parts.values()):
-            lines += [POOLED_NOTE + " Mean ± 95 % CI over the orders, as above.", "",
-                      pooled_table(parts, labels=labels, mark_best=True), ""]
+            lines += [POOLED_NOTE + " Mean ± 95 % CI as above.", "",
+                      pooled_table(parts, labels=marked, mark_best=True), ""]
         tau_cells = []
         for column, t in taus[split].items():
             value = "n/a" if t["tau"] is None else f"{t['tau']:+.2f}"
