@@ -151,6 +151,51 @@ def test_classifier_free_guidance_combines_conditional_and_unconditional_logits(
         lm.generate(PROMPTS, guidance_scale=0.0)
 
 
+def test_finished_rows_leave_the_batch_and_nothing_else_changes(backbone_dir, monkeypatch):
+    """Rows that ended leave the decoding batch (KV cache, mask, positions and the experts' per-sample
+    routing selected alike): codes as the full recompute gives them, greedy, sampled (the same seeded
+    draws as without compaction) and guided."""
+    from l2emg.continual.lora import inject_experts
+    from l2emg.continual.lora.routing import RoutingState
+    from l2emg.lm import generate as generation
+
+    bundle = MotionLM.from_backbone(backbone_dir, tiny_motion_tokenizer().codebook, seed=0)
+    roughen(bundle.model, seed=1, scale=2.0)
+    bank = inject_experts(bundle.model, ["q_proj", "v_proj", "lm_head"], rank=4, alpha=8.0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        bank.add_expert(trainable=False, generator=generator)
+    with torch.no_grad():
+        for layer in bank.layers.values():
+            for b in layer.lora_B:
+                b.normal_(0.0, 0.05, generator=generator)
+
+    def route(input_ids, attention_mask):  # a per-sample gate that depends on the prompt
+        weights = torch.softmax(torch.stack([input_ids.sum(1) % 5, input_ids.sum(1) % 7, input_ids[:, -2] % 3], 1)
+                                .float(), dim=1)
+        bank.set_routing(weights)
+        return None
+
+    prompts = CAPTIONS[:24]
+    selected = []
+    original = RoutingState.select_rows
+    monkeypatch.setattr(RoutingState, "select_rows", lambda self, index: (selected.append(len(index)),
+                                                                          original(self, index))[1])
+
+    def run(compact: bool, **kwargs):
+        monkeypatch.setattr(generation, "COMPACT_MIN", 1 if compact else 10**6)
+        return _lists(bundle.generate(prompts, max_codes=12, batch_size=len(prompts), prepare=route, **kwargs))
+
+    reference = run(False, use_cache=False)
+    assert len({len(c) for c in reference}) >= 3  # rows end at different steps
+    assert run(True) == reference and selected  # compacted (routing rows selected), same codes
+    selected.clear()
+    assert run(True, greedy=False, seed=4) == run(False, greedy=False, seed=4) and selected
+    selected.clear()
+    assert run(True, guidance_scale=2.0) == run(False, guidance_scale=2.0, use_cache=False)
+    assert selected and all(n % 2 == 0 for n in selected)  # guided: both halves of a sample kept together
+
+
 def test_prepare_hook_sets_state_and_replaces_prompt_embeddings(lm):
     calls = []
     embed = lm.model.get_input_embeddings()

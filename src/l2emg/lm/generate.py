@@ -11,6 +11,10 @@ Decoding (our own loop, not `model.generate`, so every continual method can hook
   generation parses into 1 … `max_codes` codes; a sample stops at `<eom>` or after `max_codes` codes.
   The output layer computes just those K + 1 rows (`l2emg.lm.motion_head`): a pretrained LLM's 49 k-word softmax
   is never formed while decoding motion;
+* finished rows leave the batch: once an eighth of the running rows (at least `COMPACT_MIN`) have
+  ended, the rest continue alone (their KV cache rows, mask, positions, and the per-sample routing of
+  the model's expert layers selected, `_row_states`); samples are still drawn for every row of the
+  batch, so a seeded sampling run picks the same codes as without compaction;
 * greedy, or sampling with temperature and top-k from a seeded `torch.Generator`;
 * classifier-free guidance (`guidance_scale` s ≠ 1): every prompt is paired with the same prompt
   without its caption (the model learns both through `train.caption_dropout`); the two halves run as
@@ -77,6 +81,21 @@ def _pick(logits: Tensor, greedy: bool, temperature: float, top_k: int | None,
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     probs = torch.softmax(scaled, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+COMPACT_MIN = 8  # finished rows that make dropping them from the decoding batch worth a cache copy
+
+
+def _row_states(model: nn.Module) -> list:
+    """Per-sample state the model's layers keep across the decoding steps of one batch: a layer's
+    `routing` object (the experts' gate, `l2emg.continual.lora.routing.RoutingState`) with
+    `select_rows(index)`, each object once (every expert layer shares one)."""
+    states = {}
+    for module in model.modules():
+        state = vars(module).get("routing")
+        if state is not None and hasattr(state, "select_rows"):
+            states[id(state)] = state
+    return list(states.values())
 
 
 def cache_kwarg(model: nn.Module, cache) -> dict:
@@ -204,6 +223,8 @@ def _generate_batch(
             cache = reserve_cache(cache, mask.shape[1] + max_codes)
         cache_arg = cache_kwarg(model, cache)  # looked up once per batch, not per decoding step
         positions = position_ids(mask)[:, skip:]
+        live = torch.arange(batch, device=device)  # the samples still decoding (rows of the running batch)
+        states = _row_states(model) if use_cache else []
         if embeds is not None:
             out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_arg,
                         use_cache=use_cache or bool(prefix), logits_to_keep=1)
@@ -211,10 +232,12 @@ def _generate_batch(
             out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_arg,
                         use_cache=use_cache or bool(prefix), logits_to_keep=1)
         for step in range(max_codes):
-            logits = out.logits[:, -1].float()  # (rows, R)
+            logits = out.logits[:, -1].float()  # (running rows, R)
             if guided:
-                cond, uncond = logits[:batch], logits[batch:]
+                cond, uncond = logits[:len(live)], logits[len(live):]
                 logits = uncond + guidance_scale * (cond - uncond)
+            if len(live) < batch:  # rows that left the batch get a uniform row: drawn, then replaced by <eom>
+                logits = logits.new_zeros((batch, logits.shape[-1])).index_copy_(0, live, logits)
             if step == 0:
                 logits = logits + first_bias
             token = allowed[_pick(logits, greedy, temperature, top_k, generator)]  # (B,) token ids
@@ -227,13 +250,24 @@ def _generate_batch(
             generated = torch.cat([generated, token[:, None]], dim=1)
             if bool(finished.all()) or step == max_codes - 1:
                 break
-            mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
             if use_cache:
+                ended_live = finished.index_select(0, live)
+                if int(ended_live.sum()) >= max(COMPACT_MIN, len(live) // 8):
+                    keep = torch.nonzero(~ended_live).squeeze(1)  # positions in the running batch
+                    running = torch.cat([keep, keep + len(live)]) if guided else keep
+                    cache.batch_select_indices(running)
+                    for state in states:
+                        state.select_rows(running)
+                    mask, positions, live = mask[running], positions[running], live[keep]
+                fed = token[:batch].index_select(0, live)
+                fed = torch.cat([fed, fed]) if guided else fed
+                mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=device)], dim=1)
                 step_positions = positions[:, -1:] + 1
                 positions = torch.cat([positions, step_positions], dim=1)
-                out = model(input_ids=token[:, None], attention_mask=mask, position_ids=step_positions,
+                out = model(input_ids=fed[:, None], attention_mask=mask, position_ids=step_positions,
                             **cache_arg, use_cache=True)
             else:  # recompute the whole sequence (reference path for tests)
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
                 positions = position_ids(mask)[:, skip:]
                 fresh = cache_kwarg(model, new_cache(model, prefix)) if prefix else {}
                 if embeds is not None:

@@ -37,6 +37,16 @@ class RoutingState:
         self.weights = weights
         self.used = tuple(int(i) for i in torch.nonzero(nonzero).flatten().tolist())  # one host sync
 
+    def select_rows(self, index: Tensor) -> None:
+        """Keep only the samples `index` (K,) of per-sample (B, E) weights, and of the `row_selection`s
+        computed from them: a generation batch that drops its finished rows. (E,) weights or no routing
+        stay as they are; `used` stays the batch's (a superset for the rows kept)."""
+        if self.weights is None or self.weights.dim() != 2:
+            return
+        self.weights = self.weights.index_select(0, index)
+        self._rows = {key: (positions.index_select(0, index), weights.index_select(0, index))
+                      for key, (positions, weights) in self._rows.items()}
+
     def row_selection(self, experts: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         """For per-sample (B, E) weights: each sample's experts among `experts` that carry weight, as
         positions into `experts` (B, k) and their weights (B, k), k = the most any one sample uses
