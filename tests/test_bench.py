@@ -125,8 +125,10 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
         times = table["time"][split]
         assert sorted(times) == sorted(f"{m}-{split}-o{o}" for m in ("seqlora", "esmoe") for o in (1, 2, 3))
         assert all(t["train_s"] > 0 and t["eval_s"] > 0 and t["threads"] >= 1 for t in times.values())
+        assert all(t["train_cpu_s"] > 0 and t["eval_cpu_s"] > 0 for t in times.values())  # CPU seconds recorded
     text = run.bench_table_path.read_text()
     assert text.count("Time: 6 method runs") == 2 and "(6 of 6 runs record it)" in text
+    assert text.count("core-hours of CPU (main processes)") == 2
     assert "## Unseen split" in text and "## Mixed split" in text and "Kendall τ" in text and "**" in text
     assert "transfer F1" in text and "figure3_fid_mixed_esmoe.png" in text and "figure4.png" in text
     # Figure 4: rows = 3 captions, columns = the 2 methods, as keyframe strips and animated
@@ -337,7 +339,7 @@ def test_two_shard_workers_train_each_method_run_once(tiny_run_copy):
     assert "left (from 1 run(s) trained here)" in log
 
 
-def test_dry_run_estimate_comes_from_measured_costs():
+def test_dry_run_estimate_comes_from_measured_costs(tmp_path):
     from l2emg.bench import estimate_costs, plan
 
     def run(core, train):
@@ -353,5 +355,26 @@ def test_dry_run_estimate_comes_from_measured_costs():
     assert costs[("mtl", "mixed", 1)] == 300.0 and costs[("esmoe_wo_cged", "unseen", 2)] == 1200.0
     assert costs[("lwf", "unseen", 1)] == 1000.0 + 600.0 * 0.5  # SeqLoRA's run, training scaled by 1.5
     assert costs[("olora", "mixed", 3)] == 1000.0  # nothing measured: as SeqLoRA
+    # finished runs in the run folder that recorded their CPU seconds: their mean, for every run of the method
+    from l2emg.runs import RunDir
+    from l2emg.utils.io import save_json
+
+    run = RunDir(tmp_path / "run")
+    for order, (train, evaluation) in ((1, (100.0, 200.0)), (2, (300.0, 400.0))):
+        method_run = run.method_run("lwf", "unseen", order)
+        method_run.path.mkdir(parents=True)
+        save_json(method_run.results_path, {"steps": [{"train": {"seconds": 9.0, "cpu_seconds": train / 2},
+                                                       "eval_seconds": 9.0, "eval_cpu_seconds": evaluation / 2}] * 2})
+        save_json(method_run.adapter_path, {"method": "lwf"})
+        method_run.report_path.write_text("report")
+    old = run.method_run("olora", "unseen", 1)  # finished before CPU seconds were recorded: not used
+    old.path.mkdir(parents=True)
+    save_json(old.results_path, {"steps": [{"train": {"seconds": 9.0}, "eval_seconds": 9.0}]})
+    save_json(old.adapter_path, {"method": "olora"})
+    old.report_path.write_text("report")
+    estimates = {(e.run.method, e.run.split, e.run.order): e for e in estimate_costs(planned, profile, ratios, run)}
+    assert estimates[("lwf", "mixed", 3)].core_seconds == 500.0 and "recorded (2 runs" in estimates[("lwf", "mixed", 3)].source
+    assert estimates[("lwf", "unseen", 1)].finished and not estimates[("lwf", "unseen", 3)].finished
+    assert estimates[("olora", "mixed", 3)].core_seconds == 1000.0
     with pytest.raises(ConfigError, match="seqlora"):
         estimate_costs(planned, {"runs": []}, ratios)

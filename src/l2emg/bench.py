@@ -227,7 +227,8 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     did). Any other method costs SeqLoRA's run with its training phases scaled by the method's measured
     training-step cost relative to SeqLoRA (benchmarks/results/methods_cost.json `training`), or SeqLoRA's
     run where that is not measured either. A split or order is assumed to cost what Unseen order 1 did.
-    With `run`, method runs already finished there are marked (they cost nothing more)."""
+    With `run`, method runs already finished there are marked (they cost nothing more), and a method
+    with finished runs there that recorded their CPU seconds costs their mean instead (`recorded`)."""
     measured: dict[str, dict[str, Any]] = {}
     for entry in profile.get("runs", []):
         detail = (entry.get("details") or {}).get(label)
@@ -238,6 +239,7 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     ratios = {m: float(v["ratio_vs_seqlora"]) for m, v in ((method_costs or {}).get("training") or {}).items()}
     base = measured["seqlora"]
     base_train = sum(float(base["phases"].get(p, 0.0)) for p in TRAIN_PHASES)
+    recorded_costs = recorded(run, sorted({p.method for p in planned})) if run is not None else {}
     out = []
     for p in planned:
         key = "esmoe" if p.method.startswith("esmoe") and "esmoe" in measured else p.method
@@ -249,8 +251,35 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
         else:
             cost, source = float(base["core_seconds"]), "as seqlora (not measured)"
         finished = run is not None and _finished(run.method_run(p.method, p.split, p.order))
+        if p.method in recorded_costs:
+            cost, source = recorded_costs[p.method]
         out.append(RunEstimate(p, cost, source, finished))
     return out
+
+
+def recorded(run: RunDir, methods: Sequence[str]) -> dict[str, tuple[float, str]]:
+    """{method: (mean core-seconds, source)} over the method's finished runs in `run` (any split and
+    order) that recorded their CPU seconds (training + evaluation, all threads of the main process; a
+    run over several processes counts its main one only): what the current code and evaluation
+    protocol cost on this machine, preferred to the stream profile. Methods without such runs are
+    left out."""
+    from l2emg.data.stream import SCENARIO_ORDERS, STREAM_SPLITS
+    from l2emg.eval.table2 import run_time
+
+    costs: dict[str, tuple[float, str]] = {}
+    for method in methods:
+        seconds = []
+        for split in STREAM_SPLITS:
+            for order in sorted(SCENARIO_ORDERS):
+                method_run = run.method_run(method, split, order)
+                if not _finished(method_run):
+                    continue
+                t = run_time(method_run)
+                if t["train_cpu_s"] is not None and t["eval_cpu_s"] is not None:
+                    seconds.append(t["train_cpu_s"] + t["eval_cpu_s"])
+        if seconds:
+            costs[method] = (float(np.mean(seconds)), f"recorded ({len(seconds)} run{'s' * (len(seconds) > 1)} here)")
+    return costs
 
 
 def _clock(seconds: float) -> str:

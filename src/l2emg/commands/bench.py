@@ -116,6 +116,10 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
     console.print(f"costs measured on {m.get('cpu')} (bf16 units: {', '.join(m.get('flags_bf16') or []) or 'none'}), "
                   f"{m.get('threads')} thread per run, from {costs}"
                   + (f" and {method_costs}" if ratios else ""), soft_wrap=True)
+    mine = sorted({e.run.method for e in estimates if e.source.startswith("recorded")})
+    if mine:
+        console.print(f"{', '.join(mine)}: the mean CPU seconds their finished runs in {run_dir} recorded (this "
+                      "machine, the current evaluation protocol), instead", soft_wrap=True)
 
 
 def _names(text: str) -> list[str]:

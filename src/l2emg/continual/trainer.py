@@ -195,7 +195,7 @@ class StreamTrainer:
         losses: list[float] = []
         group: list[torch.Tensor] = []
         extra: dict[str, list[float]] = {}
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         with progress_bar(f"step {step + 1}: {name}", cfg.epochs * micro,
                           enabled=self.progress and acc.is_main_process) as bar:
             for _epoch in range(cfg.epochs):
@@ -229,7 +229,8 @@ class StreamTrainer:
         self.method.end_scenario(step, ctx)
         acc.free_memory()
         return {"step": step, "scenario": name, "examples": len(examples), "updates": len(losses),
-                "seconds": round(time.time() - started, 1), "loss": losses,
+                "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
+                "loss": losses,
                 "first_loss": losses[0], "last_loss": float(np.mean(losses[-10:])),
                 **{f"last_{k}": float(np.mean(v[-10:])) for k, v in extra.items()}}
 
@@ -269,7 +270,7 @@ class StreamTrainer:
         from l2emg.eval import metrics as M
         from l2emg.eval.evaluate import cache_texts, evaluate_motions
 
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         cfg = self.config.train
         redrawn = cfg.eval_protocol == "redrawn"
         results: dict[str, Any] = {}
@@ -339,7 +340,8 @@ class StreamTrainer:
         fids = [M.fid(np.concatenate([rep[r] for rep in pooled_repeats]), real) for r in range(cfg.eval_repeats)]
         pooled = {"fid": M.mean_ci95(fids), "num_motions": int(len(real))}
         return {"results": results, "pooled": pooled, "transfer": transfer, **({"extras": extras} if extras else {}),
-                "protocol": cfg.eval_protocol, "eval_seconds": round(time.time() - started, 1)}
+                "protocol": cfg.eval_protocol, "eval_seconds": round(time.time() - started, 1),
+                "eval_cpu_seconds": round(time.process_time() - cpu_started, 1)}
 
     # -- the stream ---------------------------------------------------------------------------------
     def _save_or_check_config(self) -> None:

@@ -337,12 +337,19 @@ def kendall(table: BenchTable, paper: Paper | None = None) -> dict[str, dict[str
 
 def run_time(method_run: MethodRunDir) -> dict[str, Any]:
     """What one method run took, from its records: training and evaluation wall-clock seconds summed
-    over its steps (evaluation None for runs trained before it was recorded) and its torch threads."""
+    over its steps (evaluation None for runs trained before it was recorded), the same in CPU seconds
+    of the main process (`train_cpu_s`, `eval_cpu_s`: None for runs trained before 2026-12-07's second
+    session recorded them) and its torch threads."""
     steps = load_json(method_run.results_path).get("steps") or []
-    evals = [s.get("eval_seconds") for s in steps]
+
+    def total(values: list[Any]) -> float | None:
+        return None if not values or any(v is None for v in values) else round(sum(float(v) for v in values), 1)
+
     progress = load_json(method_run.progress_path) if method_run.progress_path.exists() else {}
     return {"train_s": round(sum(float(s["train"]["seconds"]) for s in steps), 1),
-            "eval_s": None if any(e is None for e in evals) else round(sum(evals), 1),
+            "eval_s": total([s.get("eval_seconds") for s in steps]),
+            "train_cpu_s": total([s["train"].get("cpu_seconds") for s in steps]),
+            "eval_cpu_s": total([s.get("eval_cpu_seconds") for s in steps]),
             "threads": (progress.get("environment") or {}).get("threads")}
 
 
@@ -358,6 +365,9 @@ def time_line(times: Mapping[str, Mapping[str, Any]]) -> str:
         text += " (evaluation time not recorded by these runs)"
     if threads:
         text += f"; torch threads per run: {', '.join(map(str, threads))} (wall-clock seconds summed over runs)"
+    cpu = [t.get("train_cpu_s", None) for t in times.values()] + [t.get("eval_cpu_s", None) for t in times.values()]
+    if times and all(c is not None for c in cpu):
+        text += f"; {sum(cpu) / 3600:.1f} core-hours of CPU (main processes)"
     return text + "."
 
 
