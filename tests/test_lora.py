@@ -454,6 +454,46 @@ def test_embedding_experts_equal_the_definition(monkeypatch):
     assert torch.allclose(layer.add_experts(ids, offset), offset + fused - layer.base(ids), atol=1e-6, rtol=0)
 
 
+def test_embedding_experts_limited_to_some_rows_leave_the_others_alone():
+    """lora.embedding_rows `new`: only the listed rows (the motion tokens) get the experts' update, in the
+    fused path, the per-sample selected path and a merge; the other rows' columns of A get no gradient."""
+    layer = embedding_layer(3)
+    ids = torch.randint(0, 50, (4, 9), generator=torch.Generator().manual_seed(2))
+    new_rows = list(range(40, 50))
+    weights = torch.softmax(torch.randn(4, 3), dim=-1)
+    layer.routing.set(weights)
+    full = layer(ids)
+    picks = torch.tensor([[0], [2], [1], [0]])  # the per-sample selected path: one expert per sample
+
+    def selected():
+        return layer._selected_low_rank(ids, (0, 1, 2), picks, torch.ones(4, 1), layer.base(ids))
+
+    full_selected = selected()
+    layer.limit_rows(new_rows)
+    limited = layer(ids)
+    new = ids >= 40
+    assert bool(new.any()) and bool((~new).any())
+    base = layer.base(ids)
+    assert torch.equal(limited[~new], base[~new])  # word rows: the base table
+    assert torch.allclose(limited[new], full[new], atol=1e-6, rtol=0)  # motion rows: as before
+    assert not torch.allclose(full[~new], base[~new], atol=1e-3)  # (the experts do reach them unlimited)
+    limited_selected = selected()
+    assert torch.equal(limited_selected[~new], base[~new])
+    assert torch.allclose(limited_selected[new], full_selected[new], atol=1e-6, rtol=0)
+    layer.set_trainable([1])
+    layer(ids).sum().backward()
+    grad = layer.lora_A[1].grad
+    assert torch.count_nonzero(grad[:, 40:]) > 0 and torch.count_nonzero(grad[:, :40]) == 0
+    layer.set_trainable([])
+    with torch.no_grad():
+        layer.merge(torch.tensor([0.2, 0.5, 0.3]))
+        merged = layer.base.weight.clone()
+        layer.unmerge()
+    assert torch.equal(merged[:40], layer.base.weight[:40]) and not torch.equal(merged[40:], layer.base.weight[40:])
+    layer.limit_rows(None)
+    assert torch.allclose(layer(ids), full, atol=1e-6, rtol=0)
+
+
 def test_embedding_top_k_routing_takes_the_selected_path_and_equals_the_definition(monkeypatch):
     """Per-sample top-k weights (each sample uses fewer experts than the batch): each sample computes only
     its own experts, and values and gradients (gate logits, the trainable expert's A and B) equal the definition."""

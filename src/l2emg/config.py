@@ -264,6 +264,10 @@ class LoRAConfig(Section):
         {}, description="rank of the targets named here instead of `rank` (PEFT's rank_pattern), e.g. {embed_tokens: 64}")
     alpha_pattern: dict[str, float] = Field(
         {}, description="alpha of the targets named here instead of `alpha` (PEFT's alpha_pattern)")
+    embedding_rows: str = Field(
+        "all", pattern="^(all|new)$",
+        description="rows of the input embedding (embed_tokens) the experts update: all, or new: only the motion "
+                    "tokens added to the vocabulary (a pretrained LLM's word rows stay as it learned them)")
 
     @field_validator("target_modules")
     @classmethod

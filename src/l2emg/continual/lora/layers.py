@@ -388,9 +388,25 @@ class ExpertEmbedding(ExpertLayer):
 
     Expert e adds scaling · B_e A_e[:, id] to the embedding of token `id`. As in PEFT, A starts at
     zero and B Gaussian (a lookup of a Kaiming-initialised (r, V) matrix would be tiny and learn
-    slowly), and token ids get no dropout. `frozen(ids)` reads the pristine table, merged or not."""
+    slowly), and token ids get no dropout. `frozen(ids)` reads the pristine table, merged or not.
+    `limit_rows(ids)`: only those rows get the experts' update (the others read the base table, and
+    their columns of A get no gradient), e.g. the motion tokens a run added to a pretrained vocabulary."""
 
     base_type = nn.Embedding
+    row_mask: Tensor | None = None  # (V, 1) 1.0 for the rows the experts update; None: every row
+
+    def limit_rows(self, ids: Sequence[int] | None) -> None:
+        """Let the experts update only the rows `ids` (None: every row again)."""
+        if ids is None:
+            self.row_mask = None
+            return
+        mask = torch.zeros(self.in_features, 1, dtype=self.adapter_dtype, device=self.base.weight.device)
+        mask[torch.tensor(list(ids), dtype=torch.long, device=mask.device)] = 1.0
+        self.row_mask = mask
+
+    def _masked(self, x: Tensor, h: Tensor) -> Tensor:
+        """The down-projection h (…, k·r) of ids x, zero for the rows the experts do not update."""
+        return h if self.row_mask is None else h * F.embedding(x, self.row_mask).to(h.dtype)
 
     @property
     def in_features(self) -> int:
@@ -415,11 +431,13 @@ class ExpertEmbedding(ExpertLayer):
                            base.scale_grad_by_freq, base.sparse)
 
     def _down(self, x: Tensor, a_cat: Tensor) -> Tensor:
-        return F.embedding(x, a_cat.t())  # (…, K·r)
+        return self._masked(x, F.embedding(x, a_cat.t()))  # (…, K·r)
 
     def _down_selected(self, x: Tensor, a: Tensor) -> Tensor:
         ids = x if x.dim() == 2 else x.unsqueeze(1)  # (B, T)
-        return torch.gather(a, 2, ids.unsqueeze(1).expand(-1, a.shape[1], -1)).transpose(1, 2)  # (B, T, k·r)
+        h = torch.gather(a, 2, ids.unsqueeze(1).expand(-1, a.shape[1], -1)).transpose(1, 2)  # (B, T, k·r)
+        return self._masked(ids, h)
 
     def _as_weight(self, delta: Tensor) -> Tensor:
-        return delta.t()  # (V, d)
+        delta = delta.t()  # (V, d)
+        return delta if self.row_mask is None else delta * self.row_mask.to(delta.dtype)

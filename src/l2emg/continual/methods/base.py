@@ -82,9 +82,15 @@ class ContinualMethod(nn.Module):
 
     def freeze_backbone(self) -> list[nn.Parameter]:
         """Freeze the whole backbone; with lm.train_motion_embeddings only the motion-token rows of the
-        embedding matrices learn (the text rows stay frozen). Returns those embedding parameters."""
+        embedding matrices learn (the text rows stay frozen). Returns those embedding parameters.
+        Called by every method after its experts are injected: with lora.embedding_rows `new`, the
+        experts on the input embedding update only the motion-token rows as well."""
+        from l2emg.continual.lora import ExpertEmbedding
         from l2emg.lm.vocab import configure_motion_embeddings
 
+        for layer in self.model.modules():
+            if isinstance(layer, ExpertEmbedding):
+                layer.limit_rows(self.lm.vocab.token_ids() if self.config.lora.embedding_rows == "new" else None)
         self.model.requires_grad_(False)
         self.motion_embedding_params = configure_motion_embeddings(
             self.model, self.lm.vocab, self.config.lm.train_motion_embeddings)
