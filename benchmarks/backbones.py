@@ -69,10 +69,10 @@ def table() -> None:
               f"{_f(r['AWF'])} ± {_f(r['AWF_ci95'])} | {_f(r['AF'])} ± {_f(r['AF_ci95'])} | {r['updates']} | "
               f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} | {r['threads']} |")
     para = load("paraphrase.json")
-    print("\n| backbone | method | set | OOV words | top-1 | top-3 | emotion F1 | FID |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| backbone | method | variant | set | OOV words | top-1 | top-3 | emotion F1 | FID |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in para["rows"]:
-        print(f"| {r['backbone']} | {r['method']} | {r['set']} | {r['oov_word_fraction']:.1%} | "
+        print(f"| {r['backbone']} | {r['method']} | {r.get('variant') or '–'} | {r['set']} | {r['oov_word_fraction']:.1%} | "
               f"{_f(r['top1'])} ± {_f(r['top1_ci95'])} | {_f(r['top3'])} | {_f(r['emotion_f1'])} | {_f(r['fid'])} |")
     agree = load("precision_agreement.json")
     if agree["rows"]:

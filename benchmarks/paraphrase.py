@@ -1,6 +1,7 @@
 """Language generalisation: does a model follow captions reworded in words it never saw in training?
 
     python benchmarks/paraphrase.py --entry runs/default:mtl:llama-4m --entry runs/smollm2:mtl:smollm2-135m
+    python benchmarks/paraphrase.py --entry runs/smol-rows-new:mtl:smollm2-135m:"1 epoch, word rows frozen"
 
 Anchor: SATO (ACM MM 2024) showed that T2M-GPT and MoMask break under synonym perturbations of
 HumanML3D's captions. Here every test motion's first caption (the one the stream evaluation uses) is
@@ -107,7 +108,8 @@ def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats
     from l2emg.runs import RunDir
     from l2emg.utils.precision import resolve_precision
 
-    run_dir, method, backbone = entry.split(":")
+    run_dir, method, backbone, *rest = entry.split(":")
+    variant = rest[0] if rest else ""
     run = RunDir(run_dir)
     config = read_saved_config(run.config_path)
     generator = load_generator(run_dir, method)
@@ -128,7 +130,7 @@ def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats
         result = evaluate_motions(evaluator, dict(zip(ids, features)), dataset, "test", ids, captions=originals,
                                   repeats=repeats, seed=0)
         m = result["metrics"]
-        rows.append({"backbone": backbone, "method": method, "set": name, "n": len(ids),
+        rows.append({"backbone": backbone, "method": method, "variant": variant, "set": name, "n": len(ids),
                      "oov_word_fraction": oov_fraction(texts, train_words),
                      "top1": round(m["r_precision_top1"]["mean"], 4), "top1_ci95": round(m["r_precision_top1"]["ci95"], 4),
                      "top3": round(m["r_precision_top3"]["mean"], 4), "top3_ci95": round(m["r_precision_top3"]["ci95"], 4),
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entry", action="append", required=True,
-                        help="RUN_DIR:METHOD:BACKBONE, e.g. runs/default:mtl:llama-4m (repeatable); BACKBONE is the "
+                        help="RUN_DIR:METHOD:BACKBONE[:VARIANT], e.g. runs/default:mtl:llama-4m (repeatable; VARIANT: "
+                        "a label for a run trained with other settings, kept beside the plain row); BACKBONE is the "
                              "label written to the JSON (llama-4m or smollm2-135m)")
     parser.add_argument("--repeats", type=int, default=20, help="evaluation repeats per set (CIs)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = previous["rows"]
     for entry in args.entry:
         new = score(entry, paraphrases, dataset, train_words, args.repeats)
-        keys = {(r["backbone"], r["method"]) for r in new}
-        rows = [r for r in rows if (r["backbone"], r["method"]) not in keys] + new
+        keys = {(r["backbone"], r["method"], r["variant"]) for r in new}
+        rows = [r for r in rows if (r["backbone"], r["method"], r.get("variant", "")) not in keys] + new
         save_json(OUT, {"rows": rows, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
                         "seed": SEED, "repeats": args.repeats, "set": str(SET_FILE.relative_to(HERE.parent))})
     return 0
