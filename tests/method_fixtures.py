@@ -124,8 +124,10 @@ def train(method, step: int, examples, updates: int = 4, lr: float = 1e-2, **kwa
 
 
 def strip_timing(results: dict) -> dict:
-    """results.json without its wall-clock fields (each step's training and evaluation seconds)."""
+    """results.json without its timing fields (each step's training and evaluation seconds, wall and CPU)."""
     for step in results["steps"]:
         step["train"].pop("seconds", None)
+        step["train"].pop("cpu_seconds", None)
         step.pop("eval_seconds", None)
+        step.pop("eval_cpu_seconds", None)
     return results
