@@ -210,6 +210,7 @@ def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, 
     config = tiny_config.model_copy(deep=True)
     config.train.eval_protocol = protocol
     config.train.eval_mm_captions = 2
+    config.train.eval_cells = "all"
     trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "mixed", 1, progress=False)
     trainer._load()
     decoded: list[str] = []
@@ -233,6 +234,40 @@ def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, 
         assert len(decoded) == n + (gens - 1) * mm and set(decoded) <= first
     assert evaluation["protocol"] == protocol
     assert evaluation["pooled"]["num_motions"] == n and evaluation["pooled"]["fid"]["repeats"] == repeats
+
+
+def test_needed_cells_score_the_learned_and_next_scenarios_and_everything_at_the_end(tiny_run_copy, tiny_config,
+                                                                                        monkeypatch):
+    """eval_cells needed: after step 1 only scenarios 1–2 are decoded and scored, without MultiModality;
+    after the last step every scenario, with MultiModality; the metrics read those cells alone."""
+    config = tiny_config.model_copy(deep=True)
+    config.train.eval_mm_captions = 2
+    assert config.train.eval_cells == "needed"
+    trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False)
+    trainer._load()
+    subsets = trainer.stream.subsets
+    assert len(subsets) >= 3
+    decoded: list[str] = []
+    original = trainer.generate_features
+
+    def recording(captions, seed, greedy=False):
+        decoded.extend(captions)
+        return original(captions, seed, greedy)
+
+    monkeypatch.setattr(trainer, "generate_features", recording)
+    repeats, gens = config.train.eval_repeats, config.train.eval_generations
+    first = trainer.evaluate(0)
+    scored = [s for s in subsets[:2] if trainer.test_ids(s)]
+    assert sorted(first["results"]) == sorted(s.name for s in scored)
+    assert len(decoded) == repeats * sum(len(trainer.test_ids(s)) for s in scored)  # no MultiModality set
+    assert all(cell["multimodality"] is None for cell in first["results"].values())
+    decoded.clear()
+    last = trainer.evaluate(len(subsets) - 1)
+    scored = [s for s in subsets if trainer.test_ids(s)]
+    assert sorted(last["results"]) == sorted(s.name for s in scored)
+    mm = sum(min(2, len(trainer.test_ids(s))) for s in scored)
+    assert len(decoded) == repeats * sum(len(trainer.test_ids(s)) for s in scored) + gens * mm
+    assert all(cell["multimodality"] is not None for cell in last["results"].values())
 
 
 def test_resume_checks_the_config_except_other_methods_options(tiny_run_copy, tiny_config):

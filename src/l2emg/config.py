@@ -333,6 +333,10 @@ class TrainConfig(Section):
     eval_batch_size: int = Field(256, ge=1, description="captions decoded at once (batches span scenarios)")
     eval_repeats: int = Field(5, ge=1, description="repetitions of each metric (mean ± 95 % CI)")
     eval_max_motions: int | None = Field(None, ge=32, description="cap on test motions per scenario (None: all)")
+    eval_cells: str = Field("needed", pattern="^(all|needed)$", description="which cells of the performance "
+                            "matrices an evaluation point fills: all (every scenario after every step; before "
+                            "2026-12-07) or needed (what Table 2, FR, BWT and FWT read: after step i the scenarios "
+                            "1..i+1, after the last step all of them; MultiModality after the last step only)")
     report_samples: int = Field(8, ge=0, description="motions rendered in the report's sample grid")
 
 
@@ -741,6 +745,7 @@ SAVED_BEFORE: dict[tuple[str, str], Any] = {
     ("esmoe", "mask_schedule"): "constant",
     ("esmoe", "llm_trains_cged"): True,
     ("train", "eval_protocol"): "fixed",
+    ("train", "eval_cells"): "all",
 }
 
 

@@ -240,6 +240,17 @@ class StreamTrainer:
         cap = self.config.train.eval_max_motions
         return ids[:cap] if cap else ids
 
+    def evaluated_columns(self, step: int) -> tuple[range, bool]:
+        """(the subsets step `step`'s evaluation point scores, whether it draws the MultiModality set):
+        `train.eval_cells` all -> every subset and MultiModality at every step; needed -> the subsets
+        learned so far and the next one (the cells AR/AF/AD/AWF, FR, BWT and FWT read), every subset
+        and MultiModality after the last step (and for joint training, whose only step is the last)."""
+        n = len(self.stream.subsets)
+        last = self.method.joint_training or step >= n - 1
+        if self.config.train.eval_cells == "all" or last:
+            return range(n), True
+        return range(min(step + 2, n)), False
+
     def generate_features(self, captions: list[str], seed: int, greedy: bool = False) -> list[np.ndarray]:
         """Captions -> raw (T, 263) features from the current model (sampling as the config says)."""
         from l2emg.lm.generate import generate_codes
@@ -254,7 +265,8 @@ class StreamTrainer:
         return self.motion_tokenizer.decode_codes(codes)
 
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Metrics of the current model on every scenario's test set, and the seconds it took.
+        """Metrics of the current model on the scenarios' test sets `evaluated_columns` names (all of
+        them after the last step), and the seconds it took.
 
         Every generation of the evaluation point (all scenarios' test motions, every set) is drawn in
         one `generate_features` call from one seed, in batches of `train.eval_batch_size`, so a batch
@@ -277,18 +289,19 @@ class StreamTrainer:
         transfer: dict[str, Any] = {}
         extras: dict[str, Any] = {}  # what a method measures of itself (e.g. EPI's routing accuracy)
         mm = cfg.eval_mm_captions  # only the first `mm` motions get every MultiModality generation (None: all)
+        columns, with_mm = self.evaluated_columns(step)
         choose = np.random.default_rng(step_seed(cfg.seed, step, purpose=5))  # redrawn: the caption of each
         tasks = []  # (subset index, dataset, ids, first captions, captions of each scoring set, MM caption)
         for j, subset in enumerate(self.stream.subsets):
-            ids = self.test_ids(subset)
-            if ids:  # a subset without test motions has no column entries (NaN in the matrices)
+            ids = self.test_ids(subset) if j in columns else []
+            if ids:  # a subset without test motions (or not scored now) has no entry: NaN in the matrices
                 dataset = self.dataset_of(subset)
                 options = [[c.text for c in dataset.by_id(i).captions] for i in ids]
                 first = [texts[0] for texts in options]
                 if redrawn:
                     sets = [[texts[int(choose.integers(len(texts)))] for texts in options]
                             for _r in range(cfg.eval_repeats)]
-                    mm_captions = [texts[int(choose.integers(len(texts)))] for texts in options[:mm]]
+                    mm_captions = [texts[int(choose.integers(len(texts)))] for texts in options[:mm]] if with_mm else []
                 else:
                     sets, mm_captions = [], []
                 tasks.append((j, dataset, ids, first, sets, mm_captions))

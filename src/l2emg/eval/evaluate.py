@@ -105,7 +105,8 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
       repetition r then scores generation r mod K against ITS caption (the redrawn protocol: one
       generation set per repetition, a caption drawn at random per motion per set); overrides `captions`.
     mm_generated: id -> several generations of ONE caption, used for MultiModality only (the T2M-GPT
-      setting: N generations of up to `mm_max_texts` captions); default: the groups of `generated`.
+      setting: N generations of up to `mm_max_texts` captions); default: the groups of `generated`;
+      empty: no MultiModality.
     embeddings: a dict to fill with the evaluator embeddings behind the metrics: "real" (n, D) and
       "repeats", one (n, D) array of the generations each repetition scored (for FID pooled over
       several calls).
@@ -176,7 +177,9 @@ def evaluate_motions(evaluator: Evaluator, generated: Mapping[str, Any], dataset
     transfer: dict[str, list[float]] = {k: [] for k in ("r_precision_top1", "r_precision_top2", "r_precision_top3",
                                                         "emotion_f1")}
     fid_cache: dict[tuple[int, ...], float] = {}
-    if mm_generated is not None:
+    if mm_generated is not None and not mm_generated:
+        multi = []  # asked for no MultiModality set: none is reported
+    elif mm_generated is not None:
         mm_groups = [_as_generations(v, k) for k, v in mm_generated.items()]
         mm_flat = evaluator.embed_motion([g for group in mm_groups for g in group],
                                          names=[f"generated motion {k} (MultiModality)" for k, group in
