@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,45 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     (run.methods_dir / "esmoe-unseen-o2" / "learned.json").write_text('[{"scenario": "X", "step": 3}]')
     with pytest.raises(ConfigError, match="learned scenarios"):
         bench(tiny_run_copy, config, ["seqlora", "esmoe"], ["unseen", "mixed"], [1, 2, 3], progress=False)
+
+
+def test_a_bench_over_two_sessions_reads_the_first_ones_archived_runs(prepared_tiny_run, tiny_config, tmp_path):
+    """Session 1 trains two runs and archives their records; session 2, in a fresh run folder, trains
+    only the third, draws the same rows for the archived ones and names them; an archived run with other
+    settings is refused, naming its config."""
+    import json
+
+    from l2emg.bench import bench
+    from l2emg.errors import ConfigError
+    from l2emg.runs import RunDir
+
+    config, archive = _short(tiny_config), tmp_path / "table2_runs"
+    first_dir, second_dir = tmp_path / "session1", tmp_path / "session2"
+    shutil.copytree(prepared_tiny_run, first_dir)
+    shutil.copytree(prepared_tiny_run, second_dir)
+    first = bench(first_dir, config, ["mtl", "seqlora"], ["unseen"], [1], progress=False, archive=archive)
+    assert sorted(first.trained) == ["mtl-unseen-o1", "seqlora-unseen-o1"] and first.archived == []
+    assert sorted(p.name for p in archive.iterdir()) == ["mtl-unseen-o1", "seqlora-unseen-o1"]
+    assert not list(archive.rglob("*.safetensors"))  # records only, no checkpoints
+
+    second = bench(second_dir, config, ["mtl", "seqlora", "esmoe"], ["unseen"], [1], progress=False, archive=archive)
+    assert second.trained == ["esmoe-unseen-o1"] and sorted(second.archived) == ["mtl-unseen-o1", "seqlora-unseen-o1"]
+    assert not RunDir(second_dir).method_run("seqlora", "unseen", 1).path.exists()  # nothing trained for it
+    assert (archive / "esmoe-unseen-o1" / "results.json").exists()  # the run trained here is archived too
+    one = json.loads(RunDir(first_dir).bench_json_path.read_text())
+    two = json.loads(RunDir(second_dir).bench_json_path.read_text())
+    rows = {(r["method"], r.get("order")): r for r in two["rows"]}
+    for row in one["rows"]:
+        assert rows[(row["method"], row.get("order"))] == row  # the archived runs' rows, unchanged
+    assert two["archived"] == ["mtl-unseen-o1", "seqlora-unseen-o1"] and one["archived"] == []
+    assert "2 of the method runs were read from archived records" in RunDir(second_dir).bench_table_path.read_text()
+    assert two["time"]["unseen"]["seqlora-unseen-o1"] == one["time"]["unseen"]["seqlora-unseen-o1"]
+
+    other = config.model_copy(update={"train": config.train.model_copy(update={"lr": config.train.lr * 2})})
+    third_dir = tmp_path / "session3"
+    shutil.copytree(prepared_tiny_run, third_dir)
+    with pytest.raises(ConfigError, match=r"seqlora-unseen-o1/config.yaml: archived with another config .*train\.lr"):
+        bench(third_dir, other, ["seqlora"], ["unseen"], [1], progress=False, archive=archive)
 
 
 # table2.json as outside checks read it: these fields exactly in every row (any others at the top level)

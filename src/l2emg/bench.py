@@ -34,7 +34,8 @@ from rich.console import Console
 from l2emg.config import Config
 from l2emg.errors import BusyError, ConfigError
 from l2emg.eval.metrics import kendall_tau, mean_ci
-from l2emg.runs import MethodRunDir, RunDir
+from l2emg.runs import BenchArchive, MethodRunDir, RunDir
+from l2emg.utils.io import load_json
 
 __all__ = ["BenchOutcome", "PlannedRun", "RunEstimate", "bench", "check_selection", "estimate_costs",
            "kendall_tau", "mean_ci", "overall_progress", "parse_shard", "plan", "shard_runs"]
@@ -61,6 +62,7 @@ class BenchOutcome:
     trained: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)  # found finished in the archive (`archive`), not trained here
     table: Path | None = None  # table2.md once every planned run is finished
     figures: list[Path] = field(default_factory=list)
     exported: Path | None = None  # `export`, once table2.json was copied there
@@ -137,10 +139,16 @@ def _mtime(path: Path) -> float | None:
 
 def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: Sequence[str],
           orders: Sequence[int], shard: tuple[int, int] = (1, 1), progress: bool = True,
-          export: str | Path | None = None, all_orders: Sequence[str] | None = None) -> BenchOutcome:
+          export: str | Path | None = None, all_orders: Sequence[str] | None = None,
+          archive: str | Path | None = None) -> BenchOutcome:
     """Prepare the run's shared stages, train this worker's share of the plan (then anything left
     that nobody is training), and write the tables once every planned run is finished (`export`:
-    RUN/bench/table2.json written there too, e.g. benchmarks/results/table2.json; `all_orders`: as `plan`)."""
+    RUN/bench/table2.json written there too, e.g. benchmarks/results/table2.json; `all_orders`: as `plan`).
+
+    `archive` (a `BenchArchive` folder): a planned run not finished in the run folder but archived
+    there with this bench's config counts as finished (its records make its rows; ConfigError when
+    it was archived with other settings), and every run finished here is archived; so a table can be
+    built over several sessions or machines whose run folders do not survive."""
     from l2emg.bench_report import write_tables
     from l2emg.continual.trainer import StreamTrainer
     from l2emg.pipeline import prepare_run
@@ -152,18 +160,25 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
     outcome = BenchOutcome(planned)
     own, others = shard_runs(planned, shard)
     worker = f"bench {shard[0]}/{shard[1]}" if shard[1] > 1 else "bench"
+    store = None if archive is None else BenchArchive(archive)
     started, trained_seconds = time.time(), []
     for p in [*own, *others]:
         method_run = run.method_run(p.method, p.split, p.order)
+        if store is not None and not _finished(method_run) and store.has(p.name):
+            _check_archived(store, StreamTrainer(run, config, p.method, p.split, p.order, progress=False), p.name)
+            outcome.archived.append(p.name)
+            continue
         is_own = p in own
         if not is_own and _finished(method_run):
             continue  # another worker's share, finished: nothing to say
-        console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1]),
+        console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1], store),
                       soft_wrap=True)
         trainer = StreamTrainer(run, config, p.method, p.split, p.order, progress=progress)
         if trainer.is_finished():
             trainer.run_stream()  # checks the method run's config, writes nothing
             outcome.reused.append(p.name)
+            if store is not None:
+                store.save(method_run)
             continue
         before = _mtime(method_run.progress_path), _mtime(method_run.adapter_path)
         began = time.time()
@@ -179,12 +194,15 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
             trained_seconds.append(time.time() - began)
         else:
             outcome.reused.append(p.name)  # another worker finished it while this one waited for it
-    console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1]),
+        if store is not None and _finished(method_run):
+            store.save(method_run)
+    console.print(overall_progress(worker, run, planned, time.time() - started, trained_seconds, shard[1], store),
                   soft_wrap=True)
-    if all(_finished(run.method_run(p.method, p.split, p.order)) for p in planned):
+    sources = {p.name: record_of(run, p, store) for p in planned}
+    if all(source is not None for source in sources.values()):
         try:
             with run.bench_lock():
-                outcome.table, outcome.figures = write_tables(run, planned, export_path)
+                outcome.table, outcome.figures = write_tables(run, planned, export_path, sources)
             outcome.exported = export_path
         except BusyError:
             pass  # another worker is writing the same tables
@@ -195,11 +213,33 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
     return outcome
 
 
+def record_of(run: RunDir | None, p: PlannedRun, store: BenchArchive | None = None) -> MethodRunDir | None:
+    """Where planned run `p`'s records are: its method run when finished in the run folder, else its
+    archived records (`store`), else None (not finished)."""
+    method_run = None if run is None else run.method_run(p.method, p.split, p.order)
+    if method_run is not None and _finished(method_run):
+        return method_run
+    return store.method_run(p.name) if store is not None and store.has(p.name) else None
+
+
+def _check_archived(store: BenchArchive, trainer: Any, name: str) -> None:
+    """An archived run counts only if it ran with the settings this bench would train it with."""
+    archived = store.method_run(name)
+    changed = trainer.config_changes(archived.config_path)
+    if changed:
+        raise ConfigError(f"{archived.config_path}: archived with another config (differs in: {', '.join(changed)}); "
+                          f"remove {archived.path} to train it again, or use its settings")
+    progress = load_json(archived.progress_path)
+    if progress.get("finished_steps") != progress.get("total_steps"):
+        raise ConfigError(f"{archived.progress_path}: {progress.get('finished_steps')} of {progress.get('total_steps')} "
+                          f"steps: an archived run must be finished; remove {archived.path}")
+
+
 def overall_progress(worker: str, run: RunDir, planned: Sequence[PlannedRun], elapsed: float,
-                     trained_seconds: Sequence[float], workers: int) -> str:
+                     trained_seconds: Sequence[float], workers: int, store: BenchArchive | None = None) -> str:
     """One line over the whole plan: method runs finished / planned, elapsed, and an estimate of what is
     left (this worker's mean time per trained run × the unfinished runs / the number of workers)."""
-    done = sum(_finished(run.method_run(p.method, p.split, p.order)) for p in planned)
+    done = sum(record_of(run, p, store) is not None for p in planned)
     line = f"{worker}: {done}/{len(planned)} method runs finished, {_clock(elapsed)} elapsed"
     if done < len(planned) and trained_seconds:
         left = np.mean(trained_seconds) * (len(planned) - done) / workers
@@ -219,7 +259,8 @@ class RunEstimate:
 
 
 def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], method_costs: dict[str, Any] | None = None,
-                   run: RunDir | None = None, label: str = "after") -> list[RunEstimate]:
+                   run: RunDir | None = None, label: str = "after",
+                   store: BenchArchive | None = None) -> list[RunEstimate]:
     """Core-seconds of each planned method run, from measured costs (`l2emg bench --dry-run`).
 
     profile: benchmarks/stream_profile.json — whole method runs profiled by phase (`label`: "after" is
@@ -227,8 +268,9 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     did). Any other method costs SeqLoRA's run with its training phases scaled by the method's measured
     training-step cost relative to SeqLoRA (benchmarks/results/methods_cost.json `training`), or SeqLoRA's
     run where that is not measured either. A split or order is assumed to cost what Unseen order 1 did.
-    With `run`, method runs already finished there are marked (they cost nothing more), and a method
-    with finished runs there that recorded their CPU seconds costs their mean instead (`recorded`)."""
+    With `run` (and `store`, an archive), method runs already finished there are marked (they cost
+    nothing more), and a method with finished runs there that recorded their CPU seconds costs their
+    mean instead (`recorded`)."""
     measured: dict[str, dict[str, Any]] = {}
     for entry in profile.get("runs", []):
         detail = (entry.get("details") or {}).get(label)
@@ -239,7 +281,7 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     ratios = {m: float(v["ratio_vs_seqlora"]) for m, v in ((method_costs or {}).get("training") or {}).items()}
     base = measured["seqlora"]
     base_train = sum(float(base["phases"].get(p, 0.0)) for p in TRAIN_PHASES)
-    recorded_costs = recorded(run, sorted({p.method for p in planned})) if run is not None else {}
+    recorded_costs = recorded(run, sorted({p.method for p in planned}), store)
     out = []
     for p in planned:
         key = "esmoe" if p.method.startswith("esmoe") and "esmoe" in measured else p.method
@@ -250,16 +292,17 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
             source = f"seqlora × training step {ratios[p.method]:.2f}"
         else:
             cost, source = float(base["core_seconds"]), "as seqlora (not measured)"
-        finished = run is not None and _finished(run.method_run(p.method, p.split, p.order))
+        finished = record_of(run, p, store) is not None
         if p.method in recorded_costs:
             cost, source = recorded_costs[p.method]
         out.append(RunEstimate(p, cost, source, finished))
     return out
 
 
-def recorded(run: RunDir, methods: Sequence[str]) -> dict[str, tuple[float, str]]:
-    """{method: (mean core-seconds, source)} over the method's finished runs in `run` (any split and
-    order) that recorded their CPU seconds (training + evaluation, all threads of the main process; a
+def recorded(run: RunDir | None, methods: Sequence[str],
+             store: BenchArchive | None = None) -> dict[str, tuple[float, str]]:
+    """{method: (mean core-seconds, source)} over the method's finished runs in `run` or archived in
+    `store` (any split and order) that recorded their CPU seconds (training + evaluation, all threads of the main process; a
     run over several processes counts its main one only): what the current code and evaluation
     protocol cost on this machine, preferred to the stream profile. Methods without such runs are
     left out."""
@@ -271,14 +314,14 @@ def recorded(run: RunDir, methods: Sequence[str]) -> dict[str, tuple[float, str]
         seconds = []
         for split in STREAM_SPLITS:
             for order in sorted(SCENARIO_ORDERS):
-                method_run = run.method_run(method, split, order)
-                if not _finished(method_run):
+                method_run = record_of(run, PlannedRun(method, split, order), store)
+                if method_run is None:
                     continue
                 t = run_time(method_run)
                 if t["train_cpu_s"] is not None and t["eval_cpu_s"] is not None:
                     seconds.append(t["train_cpu_s"] + t["eval_cpu_s"])
         if seconds:
-            costs[method] = (float(np.mean(seconds)), f"recorded ({len(seconds)} run{'s' * (len(seconds) > 1)} here)")
+            costs[method] = (float(np.mean(seconds)), f"recorded ({len(seconds)} run{'s' * (len(seconds) > 1)})")
     return costs
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import math
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -45,16 +45,25 @@ def _continual(method: str) -> bool:
     return not method_class(method).joint_training
 
 
-def method_runs(run: RunDir, planned: Sequence[Planned]) -> dict[str, dict[str, dict[int, MethodRunDir]]]:
+def _sources(run: RunDir, planned: Sequence[Planned],
+             sources: Mapping[str, MethodRunDir] | None) -> dict[str, MethodRunDir]:
+    """Planned run name -> the folder its records are read from: `sources` (`l2emg.bench.record_of`:
+    the method run, or its archived records) or the run folder's method run."""
+    return {p.name: (sources or {}).get(p.name) or run.method_run(p.method, p.split, p.order) for p in planned}
+
+
+def method_runs(run: RunDir, planned: Sequence[Planned],
+                sources: Mapping[str, MethodRunDir] | None = None) -> dict[str, dict[str, dict[int, MethodRunDir]]]:
     """runs[split][method][order], in the plan's order; ConfigError for a method run that learned
     scenarios after its stream (its row would not be the stream's)."""
+    found = _sources(run, planned, sources)
     runs: dict[str, dict[str, dict[int, MethodRunDir]]] = {}
     for split in dict.fromkeys(p.split for p in planned):
         for method in dict.fromkeys(p.method for p in planned):
             for p in planned:
                 if p.split != split or p.method != method:
                     continue
-                method_run = run.method_run(p.method, p.split, p.order)
+                method_run = found[p.name]
                 if read_learned(method_run):
                     raise ConfigError(f"{method_run.learned_path}: this method run learned scenarios after its "
                                       f"stream (`l2emg learn`), so its row would not be the stream's; run the "
@@ -79,12 +88,14 @@ def backbone_name(run: RunDir, config: Config | None) -> str:
 PROTOCOL_FIELDS = ("eval_protocol", "eval_repeats", "eval_generations", "eval_mm_captions")
 
 
-def evaluation_protocols(run: RunDir, planned: Sequence[Planned]) -> list[dict[str, Any]]:
+def evaluation_protocols(run: RunDir, planned: Sequence[Planned],
+                         sources: Mapping[str, MethodRunDir] | None = None) -> list[dict[str, Any]]:
     """The evaluation protocols the planned method runs were evaluated with (from their saved configs;
     `train.eval_protocol` and its sizes), each with the runs that used it: one entry when all agree."""
     found: dict[tuple, list[str]] = {}
+    where = _sources(run, planned, sources)
     for p in planned:
-        method_run = run.method_run(p.method, p.split, p.order)
+        method_run = where[p.name]
         if method_run.config_path.exists():
             train = read_saved_config(method_run.config_path).train
             found.setdefault(tuple(getattr(train, f) for f in PROTOCOL_FIELDS), []).append(p.name)
@@ -106,36 +117,41 @@ def protocol_line(protocols: Sequence[dict[str, Any]]) -> str:
     return "Evaluation: " + "; ".join(parts) + "." if parts else ""
 
 
-def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = None) -> tuple[Path, list[Path]]:
-    """RUN/bench/table2.md + table2.json + Figure 3 heatmaps + Figure 4, from the finished method runs;
-    `export`: table2.json written there as well (atomically)."""
+def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = None,
+                 sources: Mapping[str, MethodRunDir] | None = None) -> tuple[Path, list[Path]]:
+    """RUN/bench/table2.md + table2.json + Figure 3 heatmaps + Figure 4, from the finished method runs
+    (`sources`: where each planned run's records are, e.g. archived ones; default: the run folder);
+    `export`: table2.json written there as well (atomically). Figure 4 generates, so it draws the
+    methods whose runs are in the run folder."""
     from l2emg.continual.methods import paper_table2
     from l2emg.continual.report import method_label
     from l2emg.utils.precision import machine
 
     paper = paper_table2()  # by registry name: the row each method class declares
-    table = table2.collect(method_runs(run, planned), paper=paper)
+    where = _sources(run, planned, sources)
+    table = table2.collect(method_runs(run, planned, where), paper=paper)
     orders = sorted({p.order for p in planned})
     taus = table2.kendall(table, paper=paper)
-    times = {split: {p.name: table2.run_time(run.method_run(p.method, p.split, p.order))
-                     for p in planned if p.split == split}
+    times = {split: {p.name: table2.run_time(where[p.name]) for p in planned if p.split == split}
              for split in table.cells}
-    figures3 = figure3(run, planned, table)
-    figures4 = figure4(run, planned)
+    figures3 = figure3(run, planned, table, where)
+    figures4 = figure4(run, [p for p in planned if where[p.name].path == run.method_run(p.method, p.split, p.order).path])
+    archived = sorted(p.name for p in planned if where[p.name].path != run.method_run(p.method, p.split, p.order).path)
     config = run.config() if run.config_path.exists() else None
     profile = config.profile if config is not None else "?"
     backbone = backbone_name(run, config)
     names = [p.relative_to(run.bench_dir).as_posix() for p in figures3 + figures4]
     labels = {p.method: method_label(p.method) for p in planned}
-    protocols = evaluation_protocols(run, planned)
+    protocols = evaluation_protocols(run, planned, where)
     text = table2.bench_markdown(table, run=str(run.path), profile=profile, backbone=backbone, orders=orders,
                                  taus=taus, times=times, labels=labels, figure3=names[:len(figures3)],
-                                 figure4=names[len(figures3):], protocol=protocol_line(protocols))
+                                 figure4=names[len(figures3):],
+                                 protocol=protocol_line(protocols) + archived_line(archived))
     document = table2.bench_json(
         table, profile=profile, backbone=backbone, machine=machine(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), taus=taus,
         orders=orders, splits=list(table.cells), runs=[p.name for p in planned], time=times, figures=names,
-        protocol=protocols)
+        protocol=protocols, archived=archived)
     save_json(run.bench_json_path, document)
     if export is not None:
         save_json(export, document)
@@ -143,7 +159,16 @@ def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = 
     return run.bench_table_path, figures3 + figures4
 
 
-def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable) -> list[Path]:
+def archived_line(archived: Sequence[str]) -> str:
+    """A sentence naming the rows read from archived records (`l2emg bench --archive`), or ""."""
+    if not archived:
+        return ""
+    return (f" {len(archived)} of the method runs were read from archived records (trained in an earlier "
+            f"session; each run's records keep its own config and timings): {', '.join(archived)}.")
+
+
+def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable,
+            sources: Mapping[str, MethodRunDir] | None = None) -> list[Path]:
     """FID heatmaps of ES-MoE and the best other continual method (by AR; by AF where no AR was
     measured) per split, on the first planned order (each order has its own row/column sequence,
     so matrices are not averaged)."""
@@ -160,7 +185,7 @@ def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable) -
             chosen.append(max(others, key=lambda m: _by_ar(rows[m])))
         for method in chosen:
             p = next(q for q in planned if q.split == split and q.method == method)
-            perf = load_results(run.method_run(p.method, p.split, p.order).results_path)
+            perf = load_results(_sources(run, [p], sources)[p.name].results_path)
             if "fid" not in perf.matrices:
                 continue
             title = f"{method_label(method)}, {split}, order {p.order}: FID"

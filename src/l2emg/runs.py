@@ -10,7 +10,7 @@ from typing import Any
 from l2emg.config import Config, read_saved_config, save_config
 from l2emg.errors import CheckpointError, ConfigError
 from l2emg.labels import scenario_slug
-from l2emg.utils.io import load_json, remove_leftovers, save_json
+from l2emg.utils.io import atomic_write_bytes, load_json, remove_leftovers, save_json
 from l2emg.utils.lock import FolderLock
 
 
@@ -303,6 +303,36 @@ class MethodRunDir:
         if not path.is_dir():
             raise CheckpointError(f"{self.adapter_path}: checkpoint {path} not found")
         return method, path
+
+
+class BenchArchive:
+    """Finished method runs' records kept outside any run folder, for a bench spread over sessions or
+    machines whose run folders do not survive (`l2emg bench --archive`, e.g. committed as
+    `benchmarks/results/table2_runs/`): `ARCHIVE/<method>-<split>-o<order>/` holds the files Table 2,
+    its time line, its protocol line and Figure 3 read — config.yaml, progress.json, results.json,
+    metrics.json, continual_metrics.json (a continual method's) — and no checkpoint (Figure 4, which
+    generates, needs the method runs themselves)."""
+
+    FILES = ("config.yaml", "progress.json", "results.json", "metrics.json")
+    OPTIONAL = ("continual_metrics.json",)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def method_run(self, name: str) -> MethodRunDir:
+        """The archived records of method run `name` (a `MethodRunDir` without checkpoints)."""
+        return MethodRunDir(self.path / name)
+
+    def has(self, name: str) -> bool:
+        return all((self.path / name / f).is_file() for f in self.FILES)
+
+    def save(self, method_run: MethodRunDir) -> MethodRunDir:
+        """Copy a finished method run's records into the archive (each file atomically; the files of a
+        run already archived are replaced)."""
+        target = self.method_run(method_run.name)
+        for f in (*self.FILES, *(f for f in self.OPTIONAL if (method_run.path / f).is_file())):
+            atomic_write_bytes(target.path / f, (method_run.path / f).read_bytes())
+        return target
 
 
 def _read_record(path: Path, field: str, kind: type, fix: str) -> dict[str, Any]:

@@ -27,6 +27,11 @@ def bench(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     export: Optional[Path] = typer.Option(None, "--export", help="also write RUN/bench/table2.json to this file "
                                           "(atomically) once the tables are written, e.g. benchmarks/results/table2.json"),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="keep every finished method run's records "
+                                           "(config, progress, results, metrics; no checkpoints) in this folder, "
+                                           "and count runs archived there with the same settings as finished: a "
+                                           "table built over sessions whose run folders do not survive (commit "
+                                           "the folder, e.g. benchmarks/results/table2_runs)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and its core-hours estimate from "
                                  "measured costs (--costs, --method-costs); train nothing"),
     costs: Path = typer.Option(Path("benchmarks/results/stream_profile.json"),
@@ -70,14 +75,17 @@ def bench(
     worker = parse_shard(shard)
     check_selection(chosen_methods, chosen_splits, chosen_orders, worker, chosen_all)  # before any work
     if dry_run:
-        _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs, chosen_all)
+        _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs, chosen_all,
+                 archive)
         return
     config = load_config(profile, set_)
     outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress,
-                        export=export, all_orders=chosen_all)
+                        export=export, all_orders=chosen_all, archive=archive)
     console.print(f"shard {worker[0]}/{worker[1]}: {len(outcome.planned)} planned method runs", soft_wrap=True)
     console.print(f"trained: {', '.join(outcome.trained) or 'none'}", soft_wrap=True)
     console.print(f"reused: {', '.join(outcome.reused) or 'none'}", soft_wrap=True)
+    if archive is not None:
+        console.print(f"read from the archive {archive}: {', '.join(outcome.archived) or 'none'}", soft_wrap=True)
     if outcome.busy:
         console.print(f"in training by another worker: {', '.join(outcome.busy)}", soft_wrap=True)
     if outcome.table is not None:
@@ -87,12 +95,13 @@ def bench(
 
 
 def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[int], worker: tuple[int, int],
-             costs: Path, method_costs: Path, all_orders: list[str] | None = None) -> None:
+             costs: Path, method_costs: Path, all_orders: list[str] | None = None,
+             archive: Path | None = None) -> None:
     from rich.table import Table
 
     from l2emg.bench import estimate_costs, plan, shard_runs
     from l2emg.errors import ConfigError
-    from l2emg.runs import RunDir
+    from l2emg.runs import BenchArchive, RunDir
     from l2emg.utils.io import load_json
 
     if not costs.exists():
@@ -102,7 +111,7 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
     planned = plan(methods, splits, orders, all_orders)
     own, _ = shard_runs(planned, worker)
     run = RunDir(run_dir) if run_dir.exists() else None
-    estimates = estimate_costs(planned, profile, ratios, run)
+    estimates = estimate_costs(planned, profile, ratios, run, store=None if archive is None else BenchArchive(archive))
     table = Table("method run", "core-min", "from", "state", title=f"l2emg bench --dry-run: {len(planned)} method runs")
     for e in estimates:
         state = "finished" if e.finished else ("this shard" if e.run in own else "other shard")

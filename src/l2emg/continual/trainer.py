@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,7 +119,7 @@ class StreamTrainer:
 
     def steps(self) -> list[tuple[str, list[str]]]:
         """(name, training motion ids) per step: one per subset, or the union for joint training."""
-        if self.method.joint_training:
+        if method_class(self.method_name).joint_training:
             return [("all scenarios", [i for s in self.stream.subsets for i in s.train])]
         return [(s.name, s.train) for s in self.stream.subsets]
 
@@ -357,20 +358,26 @@ class StreamTrainer:
                 "eval_cpu_seconds": round(time.process_time() - cpu_started, 1)}
 
     # -- the stream ---------------------------------------------------------------------------------
+    def config_changes(self, path: Path) -> list[str]:
+        """The fields in which the method-run config saved at `path` differs from this trainer's, other
+        methods' option sections and the profile name aside (a change there — a baseline's new option —
+        leaves a finished run of this method valid)."""
+        from l2emg.config import METHOD_OPTIONS, read_saved_config
+        from l2emg.runs import config_differences
+
+        options = method_class(self.method_name).options
+        own = options.section if options is not None else None
+        others = tuple(f"{section}." for section in METHOD_OPTIONS if section != own)
+        return [c for c in config_differences(read_saved_config(path), self.config)
+                if c != "profile" and not c.startswith(others)]
+
     def _save_or_check_config(self) -> None:
         """The method run's resolved config: saved on the first start, and a resume must match it."""
-        from l2emg.config import METHOD_OPTIONS, read_saved_config, save_config
-        from l2emg.runs import config_differences
+        from l2emg.config import save_config
 
         path = self.method_run.config_path
         if path.exists() and self.finished_steps():
-            # Other methods' option sections are not this run's settings: a change there (a baseline's new
-            # option) leaves a finished run of this method valid.
-            options = method_class(self.method_name).options
-            own = options.section if options is not None else None
-            others = tuple(f"{section}." for section in METHOD_OPTIONS if section != own)
-            changed = [c for c in config_differences(read_saved_config(path), self.config)
-                       if c != "profile" and not c.startswith(others)]
+            changed = self.config_changes(path)
             if changed:
                 raise CheckpointError(f"{path}: this method run was started with another config (differs in: "
                                       f"{', '.join(changed)}); remove {self.method_run.path} or use the same settings")
