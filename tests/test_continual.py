@@ -203,15 +203,8 @@ def test_length_grouped_batches_cover_every_example_once_with_little_padding():
     assert again == first  # seeded
 
 
-@pytest.mark.parametrize("protocol", ["redrawn", "fixed"])
-def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, protocol, monkeypatch):
-    """redrawn: one generation set per repetition (captions drawn at random among each motion's) plus a
-    MultiModality set; fixed: eval_generations of the first caption. Both report FID pooled over scenarios."""
-    config = tiny_config.model_copy(deep=True)
-    config.train.eval_protocol = protocol
-    config.train.eval_mm_captions = 2
-    config.train.eval_cells = "all"
-    trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "mixed", 1, progress=False)
+def _recording_decoder(trainer, monkeypatch) -> list[str]:
+    """Load the trainer and record every caption its evaluation decodes (the returned list fills)."""
     trainer._load()
     decoded: list[str] = []
     original = trainer.generate_features
@@ -221,6 +214,19 @@ def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, 
         return original(captions, seed, greedy)
 
     monkeypatch.setattr(trainer, "generate_features", recording)
+    return decoded
+
+
+@pytest.mark.parametrize("protocol", ["redrawn", "fixed"])
+def test_evaluation_protocol_decodes_what_it_scores(tiny_run_copy, tiny_config, protocol, monkeypatch):
+    """redrawn: one generation set per repetition (captions drawn at random among each motion's) plus a
+    MultiModality set; fixed: eval_generations of the first caption. Both report FID pooled over scenarios."""
+    config = tiny_config.model_copy(deep=True)
+    config.train.eval_protocol = protocol
+    config.train.eval_mm_captions = 2
+    config.train.eval_cells = "all"
+    trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "mixed", 1, progress=False)
+    decoded = _recording_decoder(trainer, monkeypatch)
     evaluation = trainer.evaluate(0)
     tasks = [(trainer.dataset_of(s), trainer.test_ids(s)) for s in trainer.stream.subsets if trainer.test_ids(s)]
     n = sum(len(ids) for _d, ids in tasks)
@@ -244,17 +250,9 @@ def test_needed_cells_score_the_learned_and_next_scenarios_and_everything_at_the
     config.train.eval_mm_captions = 2
     assert config.train.eval_cells == "needed"
     trainer = StreamTrainer(RunDir(tiny_run_copy), config, "seqlora", "unseen", 1, progress=False)
-    trainer._load()
+    decoded = _recording_decoder(trainer, monkeypatch)
     subsets = trainer.stream.subsets
     assert len(subsets) >= 3
-    decoded: list[str] = []
-    original = trainer.generate_features
-
-    def recording(captions, seed, greedy=False):
-        decoded.extend(captions)
-        return original(captions, seed, greedy)
-
-    monkeypatch.setattr(trainer, "generate_features", recording)
     repeats, gens = config.train.eval_repeats, config.train.eval_generations
     first = trainer.evaluate(0)
     scored = [s for s in subsets[:2] if trainer.test_ids(s)]
