@@ -76,7 +76,7 @@ def bench(
     check_selection(chosen_methods, chosen_splits, chosen_orders, worker, chosen_all)  # before any work
     if dry_run:
         _dry_run(run_dir, chosen_methods, chosen_splits, chosen_orders, worker, costs, method_costs, chosen_all,
-                 archive)
+                 archive, load_config(profile, set_))
         return
     config = load_config(profile, set_)
     outcome = run_bench(run_dir, config, chosen_methods, chosen_splits, chosen_orders, worker, progress=progress,
@@ -96,7 +96,7 @@ def bench(
 
 def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[int], worker: tuple[int, int],
              costs: Path, method_costs: Path, all_orders: list[str] | None = None,
-             archive: Path | None = None) -> None:
+             archive: Path | None = None, config=None) -> None:
     from rich.table import Table
 
     from l2emg.bench import estimate_costs, plan, shard_runs
@@ -127,8 +127,19 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
                   + (f" and {method_costs}" if ratios else ""), soft_wrap=True)
     mine = sorted({e.run.method for e in estimates if e.source.startswith("recorded")})
     if mine:
-        console.print(f"{', '.join(mine)}: the mean CPU seconds their finished runs in {run_dir} recorded (this "
-                      "machine, the current evaluation protocol), instead", soft_wrap=True)
+        console.print(f"{', '.join(mine)}: the mean CPU seconds their finished runs in {run_dir}"
+                      + (f" or {archive}" if archive is not None else "") + " recorded, instead", soft_wrap=True)
+    # The stream profile records the evaluation it was measured with (before it did: the fixed protocol,
+    # every cell); a plan evaluated otherwise costs otherwise.
+    measured = (profile.get("evaluation") or {"eval_protocol": "fixed", "eval_cells": "all"})
+    if config is not None and any(e.source.startswith("measured") or e.source.startswith("seqlora") or
+                                  e.source.startswith("as seqlora") for e in estimates):
+        now = {"eval_protocol": config.train.eval_protocol, "eval_cells": config.train.eval_cells}
+        if any(measured.get(k) != v for k, v in now.items()):
+            console.print("[yellow]note[/]: the stream profile was measured with evaluation "
+                          + ", ".join(f"{k} {measured.get(k)}" for k in now) + "; this plan evaluates with "
+                          + ", ".join(f"{k} {v}" for k, v in now.items()) + ": the estimates from it are not what "
+                          "the runs will cost (methods with recorded runs are)", soft_wrap=True)
 
 
 def _names(text: str) -> list[str]:
