@@ -12,8 +12,8 @@ generation batches differ, so it is only statistically equal. Reported per run: 
 training and of evaluation (main process, from results.json), the cells scored, the Table-2 values
 with their 95 % half-widths (metrics.json). Writes benchmarks/results/eval_cells.json:
 {"machine", "date", "load", "rows": [{"run", "method", "eval_cells", "train_cpu_s", "eval_cpu_s",
-"core_seconds", "cells_scored", "AF", "AF_ci95", "AR", "AR_ci95", "AD", "AMM", "AWF", "AWF_ci95", "FR",
-"FR_ci95"}], "ratio_core_seconds", "ratio_eval_cpu_s", "identical": {column: bool}}
+"core_seconds", "cells_scored", "multimodality_cells", "AF", "AF_ci95", "AR", "AR_ci95", "AD", "AMM", "AWF", "AWF_ci95", "FR",
+"FR_ci95"}], "ratio_core_seconds", "ratio_eval_cpu_s", "identical": {column: bool}, "notes"}
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="a finished method run folder (twice: eval_cells all, then needed)")
+    parser.add_argument("--note", action="append", default=[], help="what the machine was doing while the runs "
+                        "trained (kept as notes)")
     args = parser.parse_args(argv)
     from l2emg.utils.io import save_json
     from l2emg.utils.precision import machine
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "load": list(os.getloadavg()), "rows": rows,
            "ratio_core_seconds": round(new["core_seconds"] / old["core_seconds"], 3),
            "ratio_eval_cpu_s": round(new["eval_cpu_s"] / old["eval_cpu_s"], 3),
-           "identical": {c: old[c] == new[c] for c in COLUMNS}}
+           "identical": {c: old[c] == new[c] for c in COLUMNS}, "notes": args.note}
     for r in rows:
         print(f"{r['eval_cells']:>6}: train {r['train_cpu_s']} CPU-s, evaluation {r['eval_cpu_s']} CPU-s, "
               f"{r['cells_scored']} cells; " + "  ".join(f"{c} {r[c]}" for c in COLUMNS))

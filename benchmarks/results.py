@@ -195,7 +195,8 @@ def eval_cells_section() -> list[str]:
              "when it read the runs): the same method run trained twice, with `train.eval_cells` all (every scenario "
              "after every step: the protocol before 2026-12-07) and needed (after step i the scenarios 1..i+1, "
              "after the last step all of them; MultiModality after the last step only). CPU seconds of the main "
-             "process from each run's results.json; one torch thread per run, both runs side by side.", "",
+             "process from each run's results.json; one torch thread per run, both runs side by side. Runs: "
+             + ", ".join(f"`{r['run']}`" for r in data["rows"]) + ".", "",
              "| eval_cells | cells scored | MultiModality cells | training CPU-s | evaluation CPU-s | run CPU-s | "
              "AF↓ | AR↑ | AD↑ | AMM↑ | AWF↑ | FR↓ |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
@@ -208,7 +209,7 @@ def eval_cells_section() -> list[str]:
               f"Identical in both runs: {', '.join(same) or 'none'}" + (
                   f"; differing: {', '.join(c for c, v in data['identical'].items() if not v)}" if len(same) < len(
                       data["identical"]) else "") + ".", ""]
-    return lines
+    return lines + [f"- {n}" for n in data.get("notes", [])] + ([""] if data.get("notes") else [])
 
 
 def baseline_settings_section() -> list[str]:
