@@ -8,6 +8,7 @@ each entry (RUN_DIR:METHOD:LABEL), generates `--samples` motions with the run's 
 turn, trunk lean) plus the emotion the run's evaluator recognises (its classifier's vote over the
 samples) against the emotion the prompt means. Writes benchmarks/results/free_text.json and one
 keyframe strip per entry and prompt (the first sample) to docs/free_text/<label>.png: a row per prompt.
+Rows of other entries already in the JSON are kept.
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         buffer = io.BytesIO()
         canvas.save(buffer, format="PNG", optimize=True)
         atomic_write_bytes(DOCS / f"{label}.png", buffer.getvalue())
-    save_json(OUT, {"rows": results, "samples": args.samples, "seed": args.seed, "machine": machine(),
+    # rows of other entries already there are kept (each entry is measured once, in its own call or not)
+    import json
+
+    mine = {r["entry"] for r in results}
+    kept = [r for r in json.loads(OUT.read_text())["rows"] if r["entry"] not in mine] if OUT.exists() else []
+    save_json(OUT, {"rows": kept + results, "samples": args.samples, "seed": args.seed, "machine": machine(),
                     "date": time.strftime("%Y-%m-%d")})
     hits = {e: int(np.sum([r["emotion_hits"] for r in results if r["entry"] == e])) for e in {r["entry"] for r in results}}
     print({e: f"{h}/{len(PROMPTS) * args.samples} motions show the prompt's emotion" for e, h in hits.items()})
