@@ -130,6 +130,7 @@ def test_bench_end_to_end_then_reuses_everything(tiny_run_copy, tiny_config):
     text = run.bench_table_path.read_text()
     assert text.count("Time: 6 method runs") == 2 and "(6 of 6 runs record it)" in text
     assert text.count("core-hours of CPU (main processes)") == 2
+    assert "`train.eval_cells: needed`" in text  # the protocol line names the cells scored
     assert "## Unseen split" in text and "## Mixed split" in text and "Kendall τ" in text and "**" in text
     assert "transfer F1" in text and "figure3_fid_mixed_esmoe.png" in text and "figure4.png" in text
     # Figure 4: rows = 3 captions, columns = the 2 methods, as keyframe strips and animated
@@ -231,6 +232,7 @@ def _check_table2_schema(table, methods, splits, orders):
     assert table["machine"]["cores"] >= 1 and "cpu" in table["machine"]
     assert datetime.datetime.fromisoformat(table["date"]).tzinfo is not None
     assert [p["eval_protocol"] for p in table["protocol"]] == ["redrawn"]
+    assert [p["eval_cells"] for p in table["protocol"]] == ["needed"]
 
 
 def _stream_results(method: str, split: str, order: int) -> dict:

@@ -85,7 +85,7 @@ def backbone_name(run: RunDir, config: Config | None) -> str:
     return f"llama-{round(millions)}m" if millions >= 1 else f"llama-{millions:.1g}m"
 
 
-PROTOCOL_FIELDS = ("eval_protocol", "eval_repeats", "eval_generations", "eval_mm_captions")
+PROTOCOL_FIELDS = ("eval_protocol", "eval_repeats", "eval_generations", "eval_mm_captions", "eval_cells")
 
 
 def evaluation_protocols(run: RunDir, planned: Sequence[Planned],
@@ -113,6 +113,9 @@ def protocol_line(protocols: Sequence[dict[str, Any]]) -> str:
         else:
             text = (f"CIs from {p['eval_repeats']} re-scorings of {p['eval_generations']} generations drawn once from "
                     "each test motion's first caption (the protocol before 2026-12-07)")
+        if p.get("eval_cells", "all") == "needed":  # tables written before the field: every cell
+            text += (" — scored after step i on the scenarios learned so far and the next one, after the last "
+                     "step on all of them (MultiModality only there; `train.eval_cells: needed`)")
         parts.append(text + ("" if len(protocols) == 1 else f" ({len(p['runs'])} runs)"))
     return "Evaluation: " + "; ".join(parts) + "." if parts else ""
 
