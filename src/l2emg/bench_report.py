@@ -138,8 +138,9 @@ def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = 
     times = {split: {p.name: table2.run_time(where[p.name]) for p in planned if p.split == split}
              for split in table.cells}
     figures3 = figure3(run, planned, table, where)
-    figures4 = figure4(run, [p for p in planned if where[p.name].path == run.method_run(p.method, p.split, p.order).path])
-    archived = sorted(p.name for p in planned if where[p.name].path != run.method_run(p.method, p.split, p.order).path)
+    here = [p for p in planned if where[p.name].path == run.method_run(p.method, p.split, p.order).path]
+    figures4 = figure4(run, here)
+    archived = sorted(p.name for p in planned if p not in here)
     config = run.config() if run.config_path.exists() else None
     profile = config.profile if config is not None else "?"
     backbone = backbone_name(run, config)
@@ -179,6 +180,7 @@ def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable,
     from l2emg.eval.continual_metrics import load_results
     from l2emg.eval.report import plot_heatmap
 
+    where = _sources(run, planned, sources)
     paths = []
     for split, rows in table.cells.items():
         continual = [m for m in rows if _continual(m)]
@@ -188,7 +190,7 @@ def figure3(run: RunDir, planned: Sequence[Planned], table: table2.BenchTable,
             chosen.append(max(others, key=lambda m: _by_ar(rows[m])))
         for method in chosen:
             p = next(q for q in planned if q.split == split and q.method == method)
-            perf = load_results(_sources(run, [p], sources)[p.name].results_path)
+            perf = load_results(where[p.name].results_path)
             if "fid" not in perf.matrices:
                 continue
             title = f"{method_label(method)}, {split}, order {p.order}: FID"

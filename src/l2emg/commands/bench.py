@@ -132,8 +132,7 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
     # The stream profile records the evaluation it was measured with (before it did: the fixed protocol,
     # every cell); a plan evaluated otherwise costs otherwise.
     measured = (profile.get("evaluation") or {"eval_protocol": "fixed", "eval_cells": "all"})
-    if config is not None and any(e.source.startswith("measured") or e.source.startswith("seqlora") or
-                                  e.source.startswith("as seqlora") for e in estimates):
+    if config is not None and any(not e.source.startswith("recorded") for e in estimates):
         now = {"eval_protocol": config.train.eval_protocol, "eval_cells": config.train.eval_cells}
         if any(measured.get(k) != v for k, v in now.items()):
             console.print("[yellow]note[/]: the stream profile was measured with evaluation "
