@@ -188,6 +188,18 @@ def test_a_bench_over_two_sessions_reads_the_first_ones_archived_runs(prepared_t
     assert two["archived"] == ["mtl-unseen-o1", "seqlora-unseen-o1"] and one["archived"] == []
     assert "2 of the method runs were read from archived records" in RunDir(second_dir).bench_table_path.read_text()
     assert two["time"]["unseen"]["seqlora-unseen-o1"] == one["time"]["unseen"]["seqlora-unseen-o1"]
+    # both sessions copied one stage build: one group, recorded by every run, and no warning line
+    assert [sorted(b["runs"]) for b in two["stages"]] == [["esmoe-unseen-o1", "mtl-unseen-o1", "seqlora-unseen-o1"]]
+    assert two["stages"][0]["stages"] == RunDir(second_dir).stage_fingerprint()
+    assert "shared stages" not in RunDir(second_dir).bench_table_path.read_text()
+    # an archived run trained on another build of the stages (another session's tokenizer) is named
+    progress = archive / "seqlora-unseen-o1" / "progress.json"
+    record = json.loads(progress.read_text())
+    progress.write_text(json.dumps({**record, "stages": {**record["stages"], "tokenizer": "0" * 16}}))
+    bench(second_dir, config, ["mtl", "seqlora", "esmoe"], ["unseen"], [1], progress=False, archive=archive)
+    builds = json.loads(RunDir(second_dir).bench_json_path.read_text())["stages"]
+    assert sorted(len(b["runs"]) for b in builds) == [1, 2]
+    assert "2 runs on build 1 (tokenizer" in RunDir(second_dir).bench_table_path.read_text()
 
     other = config.model_copy(update={"train": config.train.model_copy(update={"lr": config.train.lr * 2})})
     third_dir = tmp_path / "session3"

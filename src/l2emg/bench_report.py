@@ -25,7 +25,7 @@ from l2emg.continual.learned import read_learned
 from l2emg.errors import ConfigError
 from l2emg.eval import table2
 from l2emg.runs import MethodRunDir, RunDir
-from l2emg.utils.io import atomic_write_text, save_json
+from l2emg.utils.io import atomic_write_text, load_json, save_json
 
 
 class Planned(Protocol):
@@ -147,20 +147,46 @@ def write_tables(run: RunDir, planned: Sequence[Planned], export: Path | None = 
     names = [p.relative_to(run.bench_dir).as_posix() for p in figures3 + figures4]
     labels = {p.method: method_label(p.method) for p in planned}
     protocols = evaluation_protocols(run, planned, where)
+    builds = stage_builds(planned, where)
     text = table2.bench_markdown(table, run=str(run.path), profile=profile, backbone=backbone, orders=orders,
                                  taus=taus, times=times, labels=labels, figure3=names[:len(figures3)],
                                  figure4=names[len(figures3):],
-                                 protocol=protocol_line(protocols) + archived_line(archived))
+                                 protocol=protocol_line(protocols) + archived_line(archived) + stages_line(builds))
     document = table2.bench_json(
         table, profile=profile, backbone=backbone, machine=machine(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), taus=taus,
         orders=orders, splits=list(table.cells), runs=[p.name for p in planned], time=times, figures=names,
-        protocol=protocols, archived=archived)
+        protocol=protocols, archived=archived, stages=builds)
     save_json(run.bench_json_path, document)
     if export is not None:
         save_json(export, document)
     atomic_write_text(run.bench_table_path, text)
     return run.bench_table_path, figures3 + figures4
+
+
+def stage_builds(planned: Sequence[Planned], where: Mapping[str, MethodRunDir]) -> list[dict[str, Any]]:
+    """The shared-stage builds the planned runs rest on (`RunDir.stage_fingerprint`, recorded in each
+    run's progress.json), each with its runs; `stages` None for runs trained before it was recorded."""
+    found: dict[str, dict[str, Any]] = {}
+    for p in planned:
+        path = where[p.name].progress_path
+        stages = (load_json(path) if path.exists() else {}).get("stages") or None
+        key = repr(sorted(stages.items())) if stages else ""
+        found.setdefault(key, {"stages": stages, "runs": []})["runs"].append(p.name)
+    return list(found.values())
+
+
+def stages_line(builds: Sequence[dict[str, Any]]) -> str:
+    """A sentence saying whether every row rests on one build of the shared stages, or ""."""
+    recorded = [b for b in builds if b["stages"]]
+    if len(builds) == 1 and recorded:
+        return ""  # one build, recorded by every run: nothing to warn about
+    parts = [f"{len(b['runs'])} runs on build {i + 1} (tokenizer {b['stages']['tokenizer'][:8]}, evaluator "
+             f"{b['stages']['evaluator'][:8]}, lm {b['stages']['lm'][:8]})" for i, b in enumerate(recorded)]
+    parts += [f"{len(b['runs'])} runs did not record theirs (trained before 2026-12-07's fourth session)"
+              for b in builds if not b["stages"]]
+    return (" The shared stages (tokenizer, codes, evaluator, language model) were built more than once or not "
+            "recorded: " + "; ".join(parts) + "; rows compare as far as those builds agree.")
 
 
 def archived_line(archived: Sequence[str]) -> str:

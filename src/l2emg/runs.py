@@ -3,6 +3,7 @@ checkpoints, metrics and figures. Re-running a command resumes from the manifest
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -71,6 +72,28 @@ class RunDir:
     @property
     def methods_dir(self) -> Path:
         return self.path / "methods"
+
+    FINGERPRINTED = ("tokenizer", "codes", "evaluator", "lm")
+
+    def stage_fingerprint(self) -> dict[str, str]:
+        """What a method run's numbers rest on, as short sha256 digests: the tokenizer's and the
+        evaluator's weights, the codes and the language model's folder (its weights and vocabulary).
+        Two run folders whose stages were built apart (another session, another CPU) give comparable
+        rows only where these agree; `l2emg bench` reports the groups."""
+        paths = {"tokenizer": sorted(self.tokenizer_dir.glob("*.safetensors")), "codes": [self.codes_path],
+                 "evaluator": sorted(self.evaluator_dir.glob("*.safetensors")),
+                 "lm": sorted(p for p in self.lm_dir.rglob("*") if p.is_file())}
+        digests = {}
+        for stage in self.FINGERPRINTED:
+            h = hashlib.sha256()
+            for path in paths[stage]:
+                if path.is_file():
+                    h.update(path.relative_to(self.path).as_posix().encode() + b"\0")
+                    with open(path, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            h.update(block)
+            digests[stage] = h.hexdigest()[:16]
+        return digests
 
     @property
     def bench_dir(self) -> Path:

@@ -50,7 +50,7 @@ from l2emg.lm.motion_head import restricted_head, to_row_labels, training_ids
 from l2emg.lm.prompts import prompt_ids
 from l2emg.runs import MethodRunDir, RunDir
 from l2emg.utils.io import load_json, save_json
-from l2emg.utils.precision import autocast, resolve_precision
+from l2emg.utils.precision import autocast, machine, resolve_precision
 from l2emg.utils.progress import progress_bar
 from l2emg.utils.schedule import make_optimizer, make_scheduler
 from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
@@ -435,7 +435,7 @@ class StreamTrainer:
 
         return {"threads": torch.get_num_threads(), "precision": resolve_precision(self.config.lm.precision,
                                                                                    self.accelerator.device),
-                "torch": torch.__version__,
+                "cpu": machine()["cpu"], "torch": torch.__version__,
                 "transformers": transformers.__version__, "numpy": np.__version__}
 
     def _check_environment(self) -> None:
@@ -444,8 +444,8 @@ class StreamTrainer:
             return
         before = load_json(self.method_run.progress_path).get("environment")
         now = self._environment()
-        if before and before != now:
-            changed = ", ".join(f"{k} {before.get(k)} -> {now[k]}" for k in now if before.get(k) != now[k])
+        changed = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in now if k in (before or {}) and before[k] != now[k])
+        if changed:  # a field the run did not record yet (e.g. "cpu" before 2026-12-07's fourth session) is no change
             console.print(f"[yellow]warning[/]: {self.method_run.name} resumes with another environment ({changed}); "
                           "its results will not be bit-identical to an uninterrupted run")
 
@@ -471,6 +471,7 @@ class StreamTrainer:
             self._load_checkpoint(done - 1)
             if acc.is_main_process:
                 console.print(f"[bold]{self.method_run.name}[/]: resuming after step {done} of {len(steps)}")
+        stages = self.run.stage_fingerprint() if acc.is_main_process else {}
         for step in range(done, len(steps)):
             name, ids = steps[step]
             log = self.train_step(step, name, ids)
@@ -481,7 +482,7 @@ class StreamTrainer:
                                          **evaluation})
                 save_json(self.method_run.results_path, results)
                 save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps),
-                                                          "environment": self._environment()})
+                                                          "environment": self._environment(), "stages": stages})
             acc.wait_for_everyone()
             if self.stop_after_step is not None and step >= self.stop_after_step:
                 break

@@ -32,6 +32,7 @@ Markdown shows them in a small table of their own beside AWF (`parts_table`), wi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -339,7 +340,7 @@ def run_time(method_run: MethodRunDir) -> dict[str, Any]:
     """What one method run took, from its records: training and evaluation wall-clock seconds summed
     over its steps (evaluation None for runs trained before it was recorded), the same in CPU seconds
     of the main process (`train_cpu_s`, `eval_cpu_s`: None for runs trained before 2026-12-07's second
-    session recorded them) and its torch threads."""
+    session recorded them), its torch threads and its CPU (None before 2026-12-07's fourth session)."""
     steps = load_json(method_run.results_path).get("steps") or []
 
     def total(values: list[Any]) -> float | None:
@@ -350,7 +351,8 @@ def run_time(method_run: MethodRunDir) -> dict[str, Any]:
             "eval_s": total([s.get("eval_seconds") for s in steps]),
             "train_cpu_s": total([s["train"].get("cpu_seconds") for s in steps]),
             "eval_cpu_s": total([s.get("eval_cpu_seconds") for s in steps]),
-            "threads": (progress.get("environment") or {}).get("threads")}
+            "threads": (progress.get("environment") or {}).get("threads"),
+            "cpu": (progress.get("environment") or {}).get("cpu")}
 
 
 def time_line(times: Mapping[str, Mapping[str, Any]]) -> str:
@@ -368,6 +370,9 @@ def time_line(times: Mapping[str, Mapping[str, Any]]) -> str:
     cpu = [t.get("train_cpu_s", None) for t in times.values()] + [t.get("eval_cpu_s", None) for t in times.values()]
     if times and all(c is not None for c in cpu):
         text += f"; {sum(cpu) / 3600:.1f} core-hours of CPU (main processes)"
+    machines = Counter(t.get("cpu") or "a CPU not recorded" for t in times.values())
+    if machines:
+        text += "; ran on " + ", ".join(f"{name} ({n} runs)" for name, n in machines.items())
     return text + "."
 
 
