@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON to write (default {OUT.relative_to(HERE.parent)})")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from l2emg.utils.io import save_json
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "decode_bf16_over_fp32": round(pick("decode", "bf16") / pick("decode", "fp32"), 3)}
         ratios.setdefault(backbone, {})["train_motion_over_full_softmax_fp32"] = round(
             pick("train_step", "fp32", True) / pick("train_step", "fp32"), 3)
-    save_json(OUT, {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "repeats": args.repeats,
+    save_json(args.out, {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "repeats": args.repeats,
                     "rows": rows, "ratios": ratios})
     print(ratios)
     return 0

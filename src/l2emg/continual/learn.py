@@ -138,7 +138,8 @@ class ScenarioLearner(StreamTrainer):
             results["learned"] = [e["scenario"] for e in read_learned(self.method_run)]
             save_json(self.method_run.results_path, results)
             save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": step + 1,
-                                                      "environment": self._environment()})
+                                                      "environment": self._environment(),
+                                                      "stages": self.run.stage_fingerprint()})
         else:
             self._load()
         self.method_run.mark_finished(self.method_name, step)
