@@ -432,3 +432,19 @@ def test_dry_run_estimate_comes_from_measured_costs(tmp_path):
     assert estimates[("olora", "mixed", 3)].core_seconds == 1000.0
     with pytest.raises(ConfigError, match="seqlora"):
         estimate_costs(planned, {"runs": []}, ratios)
+
+
+def test_figure4_draws_the_split_where_the_run_folder_holds_the_most_continual_methods():
+    """A bench over archived runs hands Figure 4 only the runs of its own folder: the figure goes to the
+    split with the most continual methods there, each on its lowest order, named when orders differ."""
+    from l2emg.bench import PlannedRun
+    from l2emg.bench_report import figure4_columns
+
+    here = [PlannedRun("epi", "unseen", 1), PlannedRun("mtl", "mixed", 1), PlannedRun("seqlora", "mixed", 1),
+            PlannedRun("esmoe", "mixed", 3), PlannedRun("esmoe", "mixed", 2)]
+    chosen, titles = figure4_columns(here)
+    assert [(p.method, p.order) for p in chosen] == [("seqlora", 1), ("esmoe", 2)]  # MTL is not continual
+    assert titles == {"seqlora": "SeqLoRA (o1)", "esmoe": "ES-MoE (o2)"}
+    chosen, titles = figure4_columns(here[:1] + [PlannedRun("seqlora", "mixed", 1)])
+    assert [p.name for p in chosen] == ["epi-unseen-o1"] and titles == {"epi": "EPI"}  # a tie: the first split
+    assert figure4_columns([PlannedRun("mtl", "unseen", 1)]) == ([], {})

@@ -231,19 +231,39 @@ def _by_ar(row: dict[str, Any]) -> tuple[float, float]:
     return (-math.inf if ar is None else ar, -math.inf if af is None else -af)
 
 
+def figure4_columns(planned: Sequence[Planned]) -> tuple[list[Planned], dict[str, str]]:
+    """Figure 4's columns (`figure4`): the continual methods' runs on one split — the one with the most
+    continual methods, the first on a tie — each method on its lowest order, and each column's title."""
+    from l2emg.continual.report import method_label
+
+    continual = [p for p in planned if _continual(p.method)]
+    splits = list(dict.fromkeys(p.split for p in continual))
+    if not splits:
+        return [], {}
+    split = max(splits, key=lambda s: (len({p.method for p in continual if p.split == s}), -splits.index(s)))
+    chosen: list[Planned] = []
+    for p in continual:
+        if p.split == split and p.method not in {q.method for q in chosen}:
+            chosen.append(min((q for q in continual if q.method == p.method and q.split == split), key=lambda q: q.order))
+    orders = {p.order for p in chosen}
+    return chosen, {p.method: method_label(p.method) + (f" (o{p.order})" if len(orders) > 1 else "") for p in chosen}
+
+
 def figure4(run: RunDir, planned: Sequence[Planned], captions: int = 3, seed: int = 0,
             keyframes: int = 4, size: int = 120) -> list[Path]:
     """The paper's Figure 4: the first `captions` test captions (one per emotion where possible) × every
-    continual method's final model on the first planned split and order, all generated with the same
-    seed; rows = captions, columns = methods. A PNG of keyframe strips and an animation of the same grid
-    (`preview.format`: gif or mp4). Returns [png, animation], or [] without a continual method."""
+    continual method's final model, all generated with the same seed; rows = captions, columns =
+    methods (`figure4_columns`: the split with the most continual methods in `planned` — a bench over
+    archived runs passes only those trained in the run folder — each method on its lowest planned
+    order, named in the column header when the columns' orders differ). A PNG of keyframe strips and an
+    animation of the same grid (`preview.format`: gif or mp4). Returns [png, animation], or [] without
+    a continual method."""
     import io
     import tempfile
 
     from PIL import Image, ImageDraw
 
     from l2emg.continual.checkpoint import restore_method
-    from l2emg.continual.report import method_label
     from l2emg.data.reader import load_dataset
     from l2emg.lm.generate import codes_to_motion
     from l2emg.lm.motion_lm import MotionLM
@@ -251,10 +271,7 @@ def figure4(run: RunDir, planned: Sequence[Planned], captions: int = 3, seed: in
     from l2emg.tokenizer.api import MotionTokenizer
     from l2emg.utils.io import atomic_write_bytes
 
-    chosen: list[Planned] = []
-    for p in planned:
-        if _continual(p.method) and p.split == planned[0].split and p.method not in {q.method for q in chosen}:
-            chosen.append(min((q for q in planned if q.method == p.method and q.split == p.split), key=lambda q: q.order))
+    chosen, titles = figure4_columns(planned)
     if not chosen:
         return []
     config = run.config()
@@ -296,7 +313,7 @@ def figure4(run: RunDir, planned: Sequence[Planned], captions: int = 3, seed: in
     canvas = Image.new("RGB", (len(chosen) * (cell_w + pad), header + len(picks) * (cell_h + pad)), "white")
     draw = ImageDraw.Draw(canvas)
     for j, p in enumerate(chosen):
-        draw.text((j * (cell_w + pad) + pad, 4), method_label(p.method), fill="black")
+        draw.text((j * (cell_w + pad) + pad, 4), titles[p.method], fill="black")
     for k, row in enumerate(cells):
         for j, image in enumerate(row):
             canvas.paste(image, (j * (cell_w + pad), header + k * (cell_h + pad)))
@@ -309,7 +326,7 @@ def figure4(run: RunDir, planned: Sequence[Planned], captions: int = 3, seed: in
                             [caption for caption in picks for _ in chosen],
                             run.bench_figure4_animation_path(config.preview.format), ncols=len(chosen),
                             fps=config.preview.fps, size=config.preview.size,
-                            titles=[method_label(p.method) for _ in picks for p in chosen])
+                            titles=[titles[p.method] for _ in picks for p in chosen])
     return [run.bench_figure4_path, animation]
 
 
