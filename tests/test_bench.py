@@ -173,8 +173,8 @@ def test_a_bench_over_two_sessions_reads_the_first_ones_archived_runs(prepared_t
     shutil.copytree(prepared_tiny_run, second_dir)
     first = bench(first_dir, config, ["mtl", "seqlora"], ["unseen"], [1], progress=False, archive=archive)
     assert sorted(first.trained) == ["mtl-unseen-o1", "seqlora-unseen-o1"] and first.archived == []
-    assert sorted(p.name for p in archive.iterdir()) == ["mtl-unseen-o1", "seqlora-unseen-o1"]
-    assert not list(archive.rglob("*.safetensors"))  # records only, no checkpoints
+    assert sorted(p.name for p in archive.iterdir()) == ["mtl-unseen-o1", "seqlora-unseen-o1", "stages"]
+    assert not list((archive / "mtl-unseen-o1").rglob("*.safetensors"))  # records only, no checkpoints
 
     second = bench(second_dir, config, ["mtl", "seqlora", "esmoe"], ["unseen"], [1], progress=False, archive=archive)
     assert second.trained == ["esmoe-unseen-o1"] and sorted(second.archived) == ["mtl-unseen-o1", "seqlora-unseen-o1"]
@@ -200,6 +200,24 @@ def test_a_bench_over_two_sessions_reads_the_first_ones_archived_runs(prepared_t
     builds = json.loads(RunDir(second_dir).bench_json_path.read_text())["stages"]
     assert sorted(len(b["runs"]) for b in builds) == [1, 2]
     assert "2 runs on build 1 (tokenizer" in RunDir(second_dir).bench_table_path.read_text()
+
+    # session 1 archived its stage build; a session whose run folder holds only the data restores it
+    # (nothing rebuilt: the same fingerprint) and its table equals session 2's
+    build = json.loads((archive / "stages" / "build.json").read_text())
+    assert build["fingerprint"] == RunDir(first_dir).stage_fingerprint()
+    assert not list((archive / "stages").rglob("train_state.safetensors"))  # the build, not its optimizer
+    fresh = RunDir(tmp_path / "session4")
+    fresh.path.mkdir()
+    shutil.copytree(prepared_tiny_run / "data", fresh.data_dir)
+    shutil.copy(prepared_tiny_run / "config.yaml", fresh.config_path)
+    data_stage = RunDir(prepared_tiny_run).manifest()["stages"]["data"]
+    fresh.manifest_path.write_text(json.dumps({"stages": {"data": data_stage}}))
+    restored = bench(fresh.path, config, ["mtl", "seqlora", "esmoe"], ["unseen"], [1], progress=False, archive=archive)
+    assert restored.trained == [] and fresh.stage_fingerprint() == build["fingerprint"]
+    assert fresh.stage_info("tokenizer")["restored_from"] == str(archive / "stages")
+    assert not fresh.backbone_dir.exists()  # the embedded backbone is not needed once the lm is built
+    table = json.loads(fresh.bench_json_path.read_text())
+    assert table["rows"] == json.loads(RunDir(second_dir).bench_json_path.read_text())["rows"]
 
     other = config.model_copy(update={"train": config.train.model_copy(update={"lr": config.train.lr * 2})})
     third_dir = tmp_path / "session3"
@@ -448,3 +466,25 @@ def test_figure4_draws_the_split_where_the_run_folder_holds_the_most_continual_m
     chosen, titles = figure4_columns(here[:1] + [PlannedRun("seqlora", "mixed", 1)])
     assert [p.name for p in chosen] == ["epi-unseen-o1"] and titles == {"epi": "EPI"}  # a tie: the first split
     assert figure4_columns([PlannedRun("mtl", "unseen", 1)]) == ([], {})
+
+
+def test_a_stage_build_is_not_restored_onto_other_data_or_settings(prepared_tiny_run, tiny_config, tmp_path):
+    """restore_stages names why it copies nothing: no build archived, other settings, other data."""
+    import json
+
+    from l2emg.pipeline import restore_stages
+    from l2emg.runs import BenchArchive, RunDir
+
+    archive = BenchArchive(tmp_path / "archive")
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(prepared_tiny_run / "data", run.data_dir)
+    shutil.copy(prepared_tiny_run / "config.yaml", run.config_path)
+    run.manifest_path.write_text(json.dumps({"stages": {"data": RunDir(prepared_tiny_run).manifest()["stages"]["data"]}}))
+    assert "no stage build archived yet" in restore_stages(run, tiny_config, archive)
+    assert archive.save_stages(RunDir(prepared_tiny_run)) and not archive.save_stages(RunDir(prepared_tiny_run))
+    other = tiny_config.model_copy(update={"tokenizer": tiny_config.tokenizer.model_copy(update={"iterations": 7})})
+    assert "archived with other settings (tokenizer.iterations" in restore_stages(run, other, archive)
+    first = sorted((run.data_dir / "new_joint_vecs").glob("*.npy"))[0]
+    first.write_bytes(first.read_bytes()[:-4] + b"\0\0\0\0")
+    assert "archived for other data" in restore_stages(run, tiny_config, archive)
+    assert not run.tokenizer_dir.exists() and list(run.manifest()["stages"]) == ["data"]

@@ -156,11 +156,13 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
     check_selection(methods, splits, orders, shard, all_orders)
     export_path = None if export is None else Path(export)
     planned = plan(methods, splits, orders, all_orders)
-    run = prepare_run(run_dir, config, progress=progress, previews=False)
+    store = None if archive is None else BenchArchive(archive)
+    run = prepare_run(run_dir, config, progress=progress, previews=False, archive=store)
     outcome = BenchOutcome(planned)
     own, others = shard_runs(planned, shard)
     worker = f"bench {shard[0]}/{shard[1]}" if shard[1] > 1 else "bench"
-    store = None if archive is None else BenchArchive(archive)
+    if store is not None:
+        _archive_stages(store, run, worker)
     started, trained_seconds = time.time(), []
     for p in [*own, *others]:
         method_run = run.method_run(p.method, p.split, p.order)
@@ -211,6 +213,22 @@ def bench(run_dir: str | Path, config: Config, methods: Sequence[str], splits: S
                                        f"{export_path} not written: this worker did not write the tables"),
                       soft_wrap=True)
     return outcome
+
+
+def _archive_stages(store: BenchArchive, run: RunDir, worker: str) -> None:
+    """Keep the run folder's stage build in the archive when it holds none; say so when the archive's
+    build is another one (its runs and this folder's will rest on different stages)."""
+    try:
+        with run.lock():  # one worker copies; another one meanwhile leaves it to that one
+            saved = store.save_stages(run)
+    except BusyError:
+        return
+    build = store.stage_build() or {}
+    if saved:
+        console.print(f"{worker}: stage build archived in {store.stages_dir}", soft_wrap=True)
+    elif build.get("fingerprint") != run.stage_fingerprint():
+        console.print(f"[yellow]warning[/]: {worker}: {run.path}'s stages differ from the build archived in "
+                      f"{store.stages_dir}; the table will name the runs of each build", soft_wrap=True)
 
 
 def record_of(run: RunDir | None, p: PlannedRun, store: BenchArchive | None = None) -> MethodRunDir | None:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from l2emg.config import Config
 from l2emg.lm.pretrained import is_packaged
-from l2emg.runs import RunDir
-from l2emg.utils.io import atomic_write_text, load_json, save_json
-from l2emg.utils.progress import announce
+from l2emg.runs import BenchArchive, RunDir
+from l2emg.utils.io import atomic_write_bytes, atomic_write_text, load_json, save_json
+from l2emg.utils.progress import announce, console
 
 
 def ensure_data(run: RunDir, config: Config, progress: bool = True) -> Path:
@@ -157,8 +157,42 @@ def is_prepared(run: RunDir, config: Config, previews: bool = True) -> bool:
     return all(run.is_done(stage) for stage in stages(config, previews))
 
 
-def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, previews: bool = True) -> RunDir:
-    """Every shared stage, in order; finished ones are reused.
+def restore_stages(run: RunDir, config: Config, archive: BenchArchive) -> str | None:
+    """Copy the stage build kept in a bench archive (`BenchArchive.stages_dir`) into a run folder whose
+    data are built and whose tokenizer is not: the tokenizer, evaluator, reference row, language model
+    and codes are then done as they were in the session that archived them, so new method runs rest on
+    the same build as the archived ones. Returns why nothing was restored (None when restored): no
+    build archived, other data/tokenizer/evaluator/lm settings, or data that differ (their fingerprint:
+    the procedural data come out otherwise on this machine)."""
+    from l2emg.config import read_saved_config
+    from l2emg.runs import config_differences
+
+    build = archive.stage_build()
+    if build is None:
+        return f"{archive.stages_dir}: no stage build archived yet"
+    changed = config_differences(read_saved_config(archive.stages_dir / "config.yaml"), config,
+                                 ("data", "tokenizer", "evaluator", "lm"))
+    if changed:
+        return f"{archive.stages_dir}: archived with other settings ({', '.join(changed)})"
+    data = run.stage_fingerprint()["data"]
+    if data != build["fingerprint"].get("data"):
+        return (f"{archive.stages_dir}: archived for other data (fingerprint {build['fingerprint'].get('data')}, "
+                f"these data {data})")
+    for f in build["files"]:
+        atomic_write_bytes(run.path / f, (archive.stages_dir / f).read_bytes())
+    restored = [s for s in stages(config, previews=False) if s != "data" and s in build["manifest"]]
+    if is_packaged(config.lm.backbone):
+        restored.remove("backbone")  # converted from its wheel again (the lm folder refers to it)
+    for stage in restored:
+        run.mark_done(stage, **{**build["manifest"][stage], "restored_from": str(archive.stages_dir)})
+    return None
+
+
+def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, previews: bool = True,
+                archive: BenchArchive | None = None) -> RunDir:
+    """Every shared stage, in order; finished ones are reused. With `archive` (`l2emg bench --archive`),
+    a stage build kept there is restored instead of building the tokenizer, evaluator, language model and
+    codes (`restore_stages`; otherwise they are built and the build is archived by the bench).
 
     A prepared run is only read (a read-only copy works); otherwise the run folder is locked
     (`RunDir.lock`: a second process is refused with the holder's PID) and what killed writes left
@@ -172,6 +206,11 @@ def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, prev
     with run.lock():
         run.clean_leftovers()
         ensure_data(run, config, progress)
+        if archive is not None and not run.is_done("tokenizer"):
+            why = restore_stages(run, config, archive)
+            console.print(f"stages: {why}; building them here" if why else
+                          f"stages: restored from {archive.stages_dir} (fingerprint {run.stage_fingerprint()})",
+                          soft_wrap=True)
         if previews:
             ensure_previews(run, config, progress)
         ensure_tokenizer(run, config, progress)

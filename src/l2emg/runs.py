@@ -73,15 +73,30 @@ class RunDir:
     def methods_dir(self) -> Path:
         return self.path / "methods"
 
-    FINGERPRINTED = ("tokenizer", "codes", "evaluator", "lm")
+    FINGERPRINTED = ("data", "tokenizer", "codes", "evaluator", "lm")
+    # What a stage build is, relative to the run folder: the files the method runs read (the data aside),
+    # kept by a bench archive (`BenchArchive.save_stages`) and restored from it. The tokenizer's optimizer
+    # state (train_state.safetensors) and the embedded backbone before the motion rows (backbone/) are
+    # not needed once the tokenizer and the language model are built.
+    STAGE_FILES = ("tokenizer/config.json", "tokenizer/model.safetensors", "tokenizer/eval_test.json",
+                   "evaluator/evaluator.json", "evaluator/evaluator.safetensors", "evaluator/reference_test.json",
+                   "codes.json")
+
+    def stage_files(self) -> list[str]:
+        """The stage build's files present here (`STAGE_FILES` and every file under lm/), relative."""
+        files = [f for f in self.STAGE_FILES if (self.path / f).is_file()]
+        return files + sorted(p.relative_to(self.path).as_posix() for p in self.lm_dir.rglob("*") if p.is_file())
 
     def stage_fingerprint(self) -> dict[str, str]:
-        """What a method run's numbers rest on, as short sha256 digests: the tokenizer's and the
-        evaluator's weights, the codes and the language model's folder (its weights and vocabulary).
-        Two run folders whose stages were built apart (another session, another CPU) give comparable
-        rows only where these agree; `l2emg bench` reports the groups."""
-        paths = {"tokenizer": sorted(self.tokenizer_dir.glob("*.safetensors")), "codes": [self.codes_path],
-                 "evaluator": sorted(self.evaluator_dir.glob("*.safetensors")),
+        """What a method run's numbers rest on, as short sha256 digests: the dataset's files (its
+        dataset.json aside: it records when it was written), the
+        tokenizer's and the evaluator's weights, the codes and the language model's folder (its weights
+        and vocabulary). Run folders whose stages were built apart (another session, another CPU: the
+        kernels differ, so the weights do) give comparable rows only where these agree; `l2emg bench`
+        reports the groups, and a bench archive keeps one build to restore (`BenchArchive`)."""
+        paths = {"data": sorted(p for p in self.data_dir.rglob("*") if p.is_file() and p.name != "dataset.json"),
+                 "tokenizer": [self.tokenizer_dir / "model.safetensors"], "codes": [self.codes_path],
+                 "evaluator": [self.evaluator_dir / "evaluator.safetensors"],
                  "lm": sorted(p for p in self.lm_dir.rglob("*") if p.is_file())}
         digests = {}
         for stage in self.FINGERPRINTED:
@@ -338,9 +353,38 @@ class BenchArchive:
 
     FILES = ("config.yaml", "progress.json", "results.json", "metrics.json")
     OPTIONAL = ("continual_metrics.json",)
+    BUILD = "build.json"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    @property
+    def stages_dir(self) -> Path:
+        """`ARCHIVE/stages/`: one build of the shared stages (`RunDir.stage_files`, ~27 MB on the default
+        profile) with `build.json` (its fingerprint, manifest entries and config), so that a later session
+        restores the build its archived runs rest on instead of rebuilding one that differs."""
+        return self.path / "stages"
+
+    def stage_build(self) -> dict[str, Any] | None:
+        """build.json of the archived stage build ({"fingerprint", "manifest", "files"}), or None."""
+        path = self.stages_dir / self.BUILD
+        return _read_record(path, "fingerprint", dict, f"remove {self.stages_dir} to archive a build again") \
+            if path.exists() else None
+
+    def save_stages(self, run: RunDir) -> bool:
+        """Keep `run`'s stage build (files, then build.json last, so a half-written copy is not a build);
+        False when the archive already holds one."""
+        if self.stage_build() is not None:
+            return False
+        files = run.stage_files()
+        for f in files:
+            atomic_write_bytes(self.stages_dir / f, (run.path / f).read_bytes())
+        atomic_write_bytes(self.stages_dir / "config.yaml", run.config_path.read_bytes())
+        manifest = run.manifest()["stages"]
+        save_json(self.stages_dir / self.BUILD, {"fingerprint": run.stage_fingerprint(), "files": files,
+                                                 "manifest": {k: v for k, v in manifest.items()
+                                                              if k not in ("data", "previews")}})
+        return True
 
     def method_run(self, name: str) -> MethodRunDir:
         """The archived records of method run `name` (a `MethodRunDir` without checkpoints)."""
