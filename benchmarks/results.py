@@ -225,11 +225,14 @@ def stage_builds_section() -> list[str]:
     within = sum(v["within"] for r in data["runs"] for v in r["columns"].values())
     total = sum(len(r["columns"]) for r in data["runs"])
     return ["## Stage builds: the same runs on two builds of the shared stages", "",
-            f"`benchmarks/stage_builds.py` ({data['date']}): each run's archived records (build A: "
-            f"{first['a']['cpu'] or 'CPU not recorded'}) against the same run trained again on this session's "
-            f"rebuild of the tokenizer, evaluator and backbone from the same seeds (build B: {first['b']['cpu']}), "
-            "same config and one torch thread. A table built over sessions (`l2emg bench --archive`) mixes such "
-            f"builds; {within} of {total} differences lie within the two runs' combined 95 % half-widths.", "",
+            f"`benchmarks/stage_builds.py` ({data['date']}): each run's archived records (build A, "
+            f"{first['a']['cpu'] or 'the Xeon of the session before: its runs did not record their CPU'}; now in "
+            "`benchmarks/results/table2_runs_other_build/`) against the same run trained again on this session's "
+            f"rebuild of the tokenizer, evaluator and backbone from the same seeds (build B, {first['b']['cpu']}), "
+            "same config, seed and one torch thread: the difference is the stage build's and the CPU's together. "
+            f"{within} of {total} differences lie within the two runs' combined 95 % half-widths: the CIs, which "
+            "measure generation and scoring noise, do not cover a rebuild, so rows compare only within one build "
+            "(the bench archive keeps one and restores it, docs/guide.md).", "",
             _script("stage_builds").table(path), ""]
 
 
