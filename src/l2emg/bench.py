@@ -223,10 +223,9 @@ def _archive_stages(store: BenchArchive, run: RunDir, worker: str) -> None:
             saved = store.save_stages(run)
     except BusyError:
         return
-    build = store.stage_build() or {}
     if saved:
         console.print(f"{worker}: stage build archived in {store.stages_dir}", soft_wrap=True)
-    elif build.get("fingerprint") != run.stage_fingerprint():
+    elif (store.stage_build() or {}).get("fingerprint") != run.stage_fingerprint():
         console.print(f"[yellow]warning[/]: {worker}: {run.path}'s stages differ from the build archived in "
                       f"{store.stages_dir}; the table will name the runs of each build", soft_wrap=True)
 

@@ -241,10 +241,8 @@ def figure4_columns(planned: Sequence[Planned]) -> tuple[list[Planned], dict[str
     if not splits:
         return [], {}
     split = max(splits, key=lambda s: (len({p.method for p in continual if p.split == s}), -splits.index(s)))
-    chosen: list[Planned] = []
-    for p in continual:
-        if p.split == split and p.method not in {q.method for q in chosen}:
-            chosen.append(min((q for q in continual if q.method == p.method and q.split == split), key=lambda q: q.order))
+    runs = [p for p in continual if p.split == split]
+    chosen = [min((p for p in runs if p.method == m), key=lambda p: p.order) for m in dict.fromkeys(p.method for p in runs)]
     orders = {p.order for p in chosen}
     return chosen, {p.method: method_label(p.method) + (f" (o{p.order})" if len(orders) > 1 else "") for p in chosen}
 

@@ -180,9 +180,9 @@ def restore_stages(run: RunDir, config: Config, archive: BenchArchive) -> str | 
                 f"these data {data})")
     for f in build["files"]:
         atomic_write_bytes(run.path / f, (archive.stages_dir / f).read_bytes())
-    restored = [s for s in stages(config, previews=False) if s != "data" and s in build["manifest"]]
-    if is_packaged(config.lm.backbone):
-        restored.remove("backbone")  # converted from its wheel again (the lm folder refers to it)
+    # a packaged backbone is converted from its wheel again (the lm folder refers to it)
+    restored = [s for s in stages(config, previews=False) if s != "data" and s in build["manifest"]
+                and not (s == "backbone" and is_packaged(config.lm.backbone))]
     for stage in restored:
         run.mark_done(stage, **{**build["manifest"][stage], "restored_from": str(archive.stages_dir)})
     return None
@@ -208,8 +208,7 @@ def prepare_run(run_dir: str | Path, config: Config, progress: bool = True, prev
         ensure_data(run, config, progress)
         if archive is not None and not run.is_done("tokenizer"):
             why = restore_stages(run, config, archive)
-            console.print(f"stages: {why}; building them here" if why else
-                          f"stages: restored from {archive.stages_dir} (fingerprint {run.stage_fingerprint()})",
+            console.print(f"stages: {why}; building them here" if why else f"stages: restored from {archive.stages_dir}",
                           soft_wrap=True)
         if previews:
             ensure_previews(run, config, progress)
