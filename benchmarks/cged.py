@@ -14,7 +14,8 @@ to `benchmarks/results/cged.json` (issue 33's schema, more fields welcome):
   from the results of every evaluation point; FR_ci95 from the cells of each FR term).
 - `cged_input_norm_ratio` (variants with CGED; null otherwise): ‖Δ‖ / ‖X‖ over the prompt tokens of
   the run's test captions (each motion's first caption), where X are the frozen prompt embeddings and
-  Δ what CGED adds to them (scale · rms(E) · out_proj(h)), with the method's final weights.
+  Δ what CGED adds to them (scale · rms(E) · out_proj(h)), with the method's final weights; with
+  `esmoe.cged_input: prefix`, the RMS norm of a prefix embedding over that of a prompt token's.
 - `routing_accuracy` (methods with a gate): the share of test prompts whose top-weighted expert is
   the expert of their own scenario (Unseen split: expert j belongs to the stream's scenario j).
 - `emotion_scale`, `dictionary_drift`: the learned scale of CGED's input and each scenario part's
@@ -79,6 +80,7 @@ def _probe(run_dir: Path, method: str, batch: int = 128) -> dict[str, Any]:
     lm = generator.lm
     table = lm.model.get_input_embeddings()
     delta_sq = plain_sq = 0.0
+    delta_tokens = plain_tokens = 0
     hits = total = 0
     for start in range(0, len(records), batch):
         chunk = records[start:start + batch]
@@ -87,16 +89,20 @@ def _probe(run_dir: Path, method: str, batch: int = 128) -> dict[str, Any]:
         embeds, gate_source, _ = trained._front(ids, mask)
         plain = table.frozen(ids) if hasattr(table, "frozen") else table(ids)
         if getattr(trained, "use_cged", False):
-            delta = (embeds - plain).float()[mask]
+            prefix = getattr(trained, "_prefix", None)  # cged_input: prefix, (B, n, d_model)
+            delta = (embeds - plain).float()[mask] if prefix is None else prefix.float().flatten(0, 1)
             delta_sq += float(delta.pow(2).sum())
+            delta_tokens += delta.shape[0]
             plain_sq += float(plain.float()[mask].pow(2).sum())
+            plain_tokens += int(mask.sum())
         if getattr(trained, "use_samoe", False):
             top = trained.gate(trained._gate_in(gate_source)).argmax(-1)
             own = torch.tensor([scenarios.index(r.scenario) if r.scenario in scenarios else -1 for r in chunk])
             hits += int((top.cpu() == own).sum())
             total += len(chunk)
     if getattr(trained, "use_cged", False):
-        out["cged_input_norm_ratio"] = float(np.sqrt(delta_sq / max(plain_sq, 1e-30)))
+        out["cged_input_norm_ratio"] = float(np.sqrt((delta_sq / max(delta_tokens, 1))
+                                                     / max(plain_sq / max(plain_tokens, 1), 1e-30)))
         out["emotion_scale"] = float(trained.emotion_scale.detach())
         out["dictionary_drift"] = [round(d, 4) for d in trained.cged.dictionary_drift()]
     if total:

@@ -18,7 +18,8 @@ from l2emg.continual.methods.cged import kmeans_centroids  # noqa: E402
 from l2emg.continual.methods.gate import ExpertGate, orthogonal_keys, select_top_k  # noqa: E402
 from l2emg.errors import CheckpointError  # noqa: E402
 from l2emg.labels import EMOTIONS  # noqa: E402
-from l2emg.lm.generate import cache_kwarg, generate_codes  # noqa: E402
+from l2emg.lm.generate import GenerationInputs, cache_kwarg, generate_codes  # noqa: E402
+from l2emg.lm.prompts import position_ids  # noqa: E402
 from method_fixtures import (  # noqa: E402
     EMBEDDING_LORA,
     MOODS,
@@ -194,6 +195,9 @@ def _prompt_logits(method, ids, mask):
     with torch.no_grad():
         if embeds is None:
             return method.model(input_ids=ids, attention_mask=mask).logits
+        if isinstance(embeds, GenerationInputs):  # CGED's prefix in front of the left-padded prompt
+            mask = embeds.attention_mask
+            return method.model(inputs_embeds=embeds.embeds, attention_mask=mask, position_ids=position_ids(mask)).logits
         return method.model(inputs_embeds=embeds, attention_mask=mask).logits
 
 
@@ -560,12 +564,15 @@ def test_cged_gradient_reaches_its_dictionary_and_projection_from_the_first_step
     assert without_lemo["dictionary"] > 0 and without_lemo["fuse"] > 0
 
 
-@pytest.mark.parametrize("name,gate_input", [("esmoe", "embeddings"), ("esmoe", "cged"), ("esmoe_wo_cged", "embeddings")])
-def test_zeroing_cged_output_changes_the_full_model_and_not_the_ablation(tokenizer, name, gate_input):
+@pytest.mark.parametrize("name,gate_input,cged_input", [("esmoe", "embeddings", "add"), ("esmoe", "cged", "add"),
+                                                      ("esmoe", "embeddings", "prefix"),
+                                                      ("esmoe_wo_cged", "embeddings", "add")])
+def test_zeroing_cged_output_changes_the_full_model_and_not_the_ablation(tokenizer, name, gate_input, cged_input):
     """What reaches the LLM and the gate: in the full model CGED's output (h) enters the prompt embeddings
-    (and, with `gate_input: cged`, the gate's query), so silencing it changes the logits (and the gate);
-    the ablation has no CGED and its gate reads the standardised pooled frozen prompt embeddings."""
-    method = make_method(tokenizer, name=name, gate_input=gate_input)
+    (or, with `cged_input: prefix`, embeddings in front of them; with `gate_input: cged`, the gate's query),
+    so silencing it changes the logits (and the gate); the ablation has no CGED and its gate reads the
+    standardised pooled frozen prompt embeddings."""
+    method = make_method(tokenizer, name=name, gate_input=gate_input, cged_input=cged_input)
     train(method, 0, examples_for(method, SCENARIO_A, "A"), updates=2)
     train(method, 1, examples_for(method, SCENARIO_B, "B"), updates=2)
     method.eval()
@@ -594,6 +601,42 @@ def test_zeroing_cged_output_changes_the_full_model_and_not_the_ablation(tokeniz
     assert not torch.allclose(logits, silenced, atol=1e-4)
     assert torch.allclose(gate_scores, silenced_scores, atol=1e-6) == (gate_input == "embeddings")
     assert torch.equal(method.gate_weights(*batch.values()), gate)  # restored
+
+
+def test_cged_prefix_takes_the_same_positions_in_training_and_in_batched_generation(tokenizer):
+    """`cged_input: prefix`: h reaches the LLM as n embeddings of their own in front of the prompt. The
+    gradient reaches their projection and the scale from the first update (L_emo the block behind h); the
+    logits a right-padded training batch gives for the first motion code equal those of left-padded
+    generation (the prefix at positions 0 … n − 1, the pads masked between it and the prompt); and the
+    context budget counts the prefix."""
+    method = make_method(tokenizer, cged_input="prefix", prefix_tokens=3, mask_prob=0.0, route_weight=0.0,
+                         reflection_weight=0.0, dictionary="learnable")
+    assert method.extra_positions(1) == 3
+    examples = examples_for(method, SCENARIO_A, "A")[:16]
+    method.train()
+    method.begin_scenario(0, ScenarioContext(0, "A", examples))
+    out = method(batch_of(method, examples))
+    assert float(out["emotion_delta"]) > 0.1  # live: the prefix starts at an embedding's size
+    out["loss"].backward()
+    assert float(method.prefix_proj.weight.grad.abs().sum()) > 0 and float(method.emotion_scale.grad.abs()) > 0
+    assert float(method.cged.dictionary_parts[0].grad.abs().sum()) > 0  # L_emo trains the block
+    method.end_scenario(0, ScenarioContext(0, "A", examples))
+    train(method, 1, examples_for(method, SCENARIO_B, "B"), updates=2)
+
+    method.eval()
+    chosen = [examples[0], examples[5]]
+    assert chosen[0]["prompt_length"] != chosen[1]["prompt_length"]  # so that one row is padded
+    batch = batch_of(method, chosen)  # right-padded, as in training
+    with torch.no_grad():
+        embeds, pooled, _ = method._front(batch["input_ids"], batch["prompt_mask"])
+        method.bank.set_routing(method.gate(method._gate_in(pooled)))
+        embeds = method._add_embedding_experts(batch["input_ids"], embeds)
+        embeds, mask, _ = method._with_prefix(embeds, batch["attention_mask"])
+        trained = method.model(inputs_embeds=embeds, attention_mask=mask).logits
+        method.bank.clear_routing()
+    generated = _prompt_logits(method, *prompts(method, [SCENARIO_A[0][0], SCENARIO_A[5][0]]).values())
+    for row, example in enumerate(chosen):
+        assert torch.allclose(trained[row, 3 + example["prompt_length"] - 1], generated[row, -1], atol=1e-4)
 
 
 def test_reflection_replays_stored_prompts_through_the_current_cged(tokenizer):

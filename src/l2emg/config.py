@@ -479,6 +479,10 @@ class ESMoEConfig(MethodOptions):
     mask_schedule: str = Field("step", pattern="^(step|constant)$", description="masking of old experts during "
                                "training: p_i = 1 − (1 − mask_prob) / i at scenario step i (step: 'depending on the "
                                "training time point') or mask_prob at every step (constant)")
+    cged_input: str = Field("add", pattern="^(add|prefix)$", description="how h reaches the LLM: added to every "
+                            "prompt token's embedding (add), or as prefix_tokens embeddings of their own in front of the "
+                            "prompt, projected from the attention-pooled h (prefix)")
+    prefix_tokens: int = Field(4, ge=1, description="cged_input: prefix — embeddings CGED puts in front of the prompt")
 
     @model_validator(mode="after")
     def _check(self) -> "ESMoEConfig":

@@ -8,7 +8,8 @@
         │    h̄ = CGED(mean X), h of the pooled prompt (`cged`, Eq. 4: routing collapsed, measured)
         └─ emotion-highlighted input: prompt embeddings + scale · rms(E) · out_proj(h)   (live from the first
            step: `esmoe.emotion_init: live`, scale `emotion_scale_init` on a random out_proj; L_llm trains
-           out_proj and the scale only, `esmoe.llm_trains_cged: false`)
+           out_proj and the scale only, `esmoe.llm_trains_cged: false`); with `esmoe.cged_input: prefix`
+           instead `prefix_tokens` embeddings in front of the prompt, projected from the attention-pooled h
            (+ the routed experts' update of the input embeddings, when `embed_tokens` is a LoRA target)
     LLM(inputs_embeds, experts routed by w through the fused `ExpertBank`) ──> L_llm
     L = L_llm + λ · L_emo + μ · L_route + ρ · L_reflect      (λ = esmoe.emotion_weight, μ = route_weight, ρ = reflection_weight)
@@ -60,6 +61,7 @@ from l2emg.continual.methods.base import ContinualMethod, ScenarioContext
 from l2emg.continual.methods.cged import EmotionClassifier, EmotionDecoupler, kmeans_centroids, masked_mean
 from l2emg.continual.methods.gate import ExpertGate
 from l2emg.labels import EMOTIONS
+from l2emg.lm.generate import GenerationInputs
 from l2emg.lm.motion_lm import MotionLM
 from l2emg.utils.seeding import seeded_generator
 
@@ -81,6 +83,7 @@ class ESMoE(ContinualMethod):
         super().__init__(config, lm)
         self.emotion_weight = float(self.options.emotion_weight) if self.use_cged and self.use_emotion_loss else 0.0
         self.current = 0  # the expert being trained (the scenario step)
+        self._prefix: Tensor | None = None  # CGED's prefix of the last `_front` (cged_input: prefix)
 
     # -- set-up -------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -103,6 +106,14 @@ class ESMoE(ContinualMethod):
                     nn.init.zeros_(self.cged.out_proj.weight)
                     nn.init.zeros_(self.cged.out_proj.bias)
                 initial = {"live": opts.emotion_scale_init, "projection": 1.0, "scale": 0.0}[opts.emotion_init]
+                if opts.cged_input == "prefix":
+                    # h reaches the LLM as `prefix_tokens` embeddings of their own in front of the prompt,
+                    # projected from the attention-pooled h; live, they start at an embedding's size
+                    self.prefix_proj = nn.Linear(self.cged.width, opts.prefix_tokens * d_model)
+                    if projection:
+                        nn.init.zeros_(self.prefix_proj.weight)
+                        nn.init.zeros_(self.prefix_proj.bias)
+                    initial = 1.0 if opts.emotion_init == "live" else initial
                 self.emotion_scale = nn.Parameter(torch.tensor(float(initial)))
                 # ... in units of the backbone's embedding size (RMS of an embedding entry), so that the
                 # same scale means the same relative perturbation for a tiny LLaMA and LLaMA-2-7B.
@@ -142,8 +153,8 @@ class ESMoE(ContinualMethod):
         if self.use_cged:
             self.cged.requires_grad_(True)
             self.cged.set_dictionary_trainable(len(self.cged.dictionary_sizes) - 1)  # this scenario's part only
-            # attention-pooled h only feeds the emotion classifier (the gate reads h of the pooled prompt)
-            self.cged.pool_score.requires_grad_(self.emotion_weight > 0)
+            # attention-pooled h feeds the emotion classifier and the prefix (the gate reads h of the pooled prompt)
+            self.cged.pool_score.requires_grad_(self.emotion_weight > 0 or self.prefix_tokens > 0)
 
     def end_scenario(self, step: int, ctx: ScenarioContext) -> None:
         self.bank.set_trainable([])
@@ -219,6 +230,14 @@ class ESMoE(ContinualMethod):
                 params += list(self.classifier.parameters())
         return params + list(self.motion_embedding_params)
 
+    @property
+    def prefix_tokens(self) -> int:
+        """Embeddings CGED puts in front of the prompt (`esmoe.cged_input: prefix`); 0 when h is added."""
+        return int(self.options.prefix_tokens) if self.use_cged and self.options.cged_input == "prefix" else 0
+
+    def extra_positions(self, num_scenarios: int) -> int:
+        return self.prefix_tokens
+
     def train(self, mode: bool = True) -> "ESMoE":
         if mode:
             self.bank.unmerge()
@@ -228,6 +247,8 @@ class ESMoE(ContinualMethod):
     def _front(self, input_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """input_ids (B, L), prompt_mask (B, L) bool -> embeddings (B, L, d_model) with the
         emotion-highlighted prompt, pooled features (B, d) for the gate, emotion logits (B, C) | None.
+        With `cged_input: prefix` the embeddings stay plain and `self._prefix` holds what goes in front
+        of them, (B, prefix_tokens, d_model) (`_with_prefix`); None otherwise.
 
         Only the first P = max prompt length columns are read by CGED (right-padded training batches
         keep the prompt at the front; left-padded generation prompts are all prompt)."""
@@ -244,6 +265,7 @@ class ESMoE(ContinualMethod):
         else:
             first = prompt_mask
         x = embeds[:, :prompt_len]
+        self._prefix = None
         if not self.use_cged:  # the gate reads the pooled plain embeddings, standardised (they are tiny)
             pooled = masked_mean(x.float(), first)  # (B, d_model)
             return embeds, F.layer_norm(pooled, pooled.shape[-1:]), None
@@ -260,12 +282,19 @@ class ESMoE(ContinualMethod):
         # (measured: its gradient, 4× L_emo's in the block, kept the emotion classifier at chance)
         # (without L_emo — the w/o L_emo ablation — L_llm is what trains the block, as in the paper)
         reach = h if self.options.llm_trains_cged or self.emotion_weight == 0 else h.detach()
-        delta = self.cged.to_model(reach) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
-        if prompt_len < length:
-            delta = F.pad(delta, (0, 0, 0, length - prompt_len))
-        embeds = embeds + delta.to(embeds.dtype)
-        self._emotion_delta = (delta.detach().float().pow(2).sum() / (first.sum() * delta.shape[-1]).clamp(min=1)
-                               ).sqrt() / self.embedding_rms  # RMS of the added part, in embedding RMS units
+        if self.prefix_tokens:
+            pooled_h = self.cged.pooled(h, first)
+            pooled_h = pooled_h if self.options.llm_trains_cged or self.emotion_weight == 0 else pooled_h.detach()
+            prefix = self.prefix_proj(pooled_h).unflatten(-1, (self.prefix_tokens, -1))  # (B, n, d_model)
+            self._prefix = (prefix * (self.emotion_scale * self.embedding_rms)).to(embeds.dtype)
+            self._emotion_delta = self._prefix.detach().float().pow(2).mean().sqrt() / self.embedding_rms
+        else:
+            delta = self.cged.to_model(reach) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
+            if prompt_len < length:
+                delta = F.pad(delta, (0, 0, 0, length - prompt_len))
+            embeds = embeds + delta.to(embeds.dtype)
+            self._emotion_delta = (delta.detach().float().pow(2).sum() / (first.sum() * delta.shape[-1]).clamp(min=1)
+                                   ).sqrt() / self.embedding_rms  # RMS of the added part, in embedding RMS units
         logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
         return embeds, gate_input, logits
 
@@ -276,6 +305,20 @@ class ESMoE(ContinualMethod):
             return source
         ones = torch.ones(source.shape[0], 1, dtype=torch.bool, device=source.device)
         return self.cged(source.unsqueeze(1), ones)[:, 0].float()
+
+    def _with_prefix(self, embeds: Tensor, mask: Tensor, labels: Tensor | None = None) \
+            -> tuple[Tensor, Tensor, Tensor | None]:
+        """(B, L, d) embeddings, (B, L) mask and labels with `_front`'s prefix in front (mask ones, labels
+        −100 there); unchanged without one. Training rows are right-padded, so the prefix takes positions
+        0 … n − 1 as in generation, where the left pads sit between it and the prompt, masked out."""
+        if self._prefix is None:
+            return embeds, mask, labels
+        rows, count = embeds.shape[0], self._prefix.shape[1]
+        embeds = torch.cat([self._prefix.to(embeds.dtype), embeds], dim=1)
+        mask = torch.cat([mask.new_ones(rows, count), mask], dim=1)
+        if labels is not None:
+            labels = torch.cat([labels.new_full((rows, count), UNLABELLED), labels], dim=1)
+        return embeds, mask, labels
 
     def _add_embedding_experts(self, input_ids: Tensor, embeds: Tensor) -> Tensor:
         """embeds plus the routed experts' update of the input embeddings (as routed now), if any."""
@@ -298,7 +341,8 @@ class ESMoE(ContinualMethod):
                           if self.training and self.options.reflection_weight > 0 else None)
         try:
             embeds = self._add_embedding_experts(batch["input_ids"], embeds)
-            out = self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
+            embeds, mask, labels = self._with_prefix(embeds, batch["attention_mask"], batch["labels"])
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
         finally:
             if self.use_samoe:
                 self.bank.clear_routing()
@@ -354,10 +398,11 @@ class ESMoE(ContinualMethod):
         return rows
 
     @torch.no_grad()
-    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+    def prepare_generation(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | GenerationInputs | None:
         """Route (or merge, for one prompt) the experts for this batch; return the prompt embeddings
         (B, L, d_model) — emotion-highlighted and with the embedding experts' update — or None when
-        neither CGED nor embedding experts change them (the model then embeds the ids itself)."""
+        neither CGED nor embedding experts change them (the model then embeds the ids itself); with
+        CGED's prefix, those embeddings behind it with their mask (B, n + L)."""
         embeds, pooled, _ = self._front(input_ids, attention_mask.bool())
         if self.use_samoe:
             weights = self.gate(self._gate_in(pooled))  # (B, E)
@@ -368,6 +413,9 @@ class ESMoE(ContinualMethod):
         embeds = self._add_embedding_experts(input_ids, embeds)  # the prompt's embeddings, routed
         if input_ids.shape[0] == 1 and self.options.merge_single_prompt:
             self.bank.merge(weights[0])  # the decoding steps then run at plain-backbone cost
+        if self._prefix is not None:
+            embeds, mask, _ = self._with_prefix(embeds, attention_mask)
+            return GenerationInputs(embeds=embeds, attention_mask=mask)
         if self.use_cged or self.bank.input_embedding is not None:
             return embeds
         return None
