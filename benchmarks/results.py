@@ -257,21 +257,25 @@ def backbones_section() -> list[str]:
 
 
 def cged_section() -> list[str]:
-    path = RESULTS / "cged.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
-    machine = data.get("machine", {})
-    lines = ["## Emotion decoupling: ES-MoE, its ablations and baselines on both data variants", "",
-             f"Default profile, Unseen order 1, {data.get('date', '')}, {machine.get('cpu', '')} "
-             f"(`benchmarks/cged.py`, `benchmarks/results/cged.json`). data `scenario`: each emotion expressed "
-             "in each scenario's own way (the default); `shared`: one signature in every scenario. AWF trained / "
-             "held-out: emotion weighted F1 on the test motions of trained / held-out (scenario, emotion) pairs. "
-             "CGED input / prompt: ‖what CGED adds‖ / ‖prompt embeddings‖ on the test prompts; routing: share "
-             "of test prompts whose top expert is their scenario's.", "",
-             _script("cged").table(path), ""]
-    lines += [f"- {n}" for n in data.get("notes", [])]
-    return lines + [""]
+    lines: list[str] = []
+    for name, title in (("cged.json", "Emotion decoupling: ES-MoE, its ablations and baselines on both data variants"),
+                        ("cged_prefix.json", "Emotion decoupling on the Table-2 stage build: h as a prefix")):
+        path = RESULTS / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        machine = data.get("machine", {})
+        lines += [f"## {title}", "",
+                  f"Default profile, Unseen order 1, {data.get('date', '')}, {machine.get('cpu', '')} "
+                  f"(`benchmarks/cged.py`, `benchmarks/results/{name}`). data `scenario`: each emotion expressed "
+                  "in each scenario's own way (the default); `shared`: one signature in every scenario. AWF trained / "
+                  "held-out: emotion weighted F1 on the test motions of trained / held-out (scenario, emotion) pairs. "
+                  "CGED input / prompt: ‖what CGED adds‖ / ‖prompt embeddings‖ on the test prompts (a prefix: RMS "
+                  "norm of a prefix embedding over a prompt token's); routing: share of test prompts whose top "
+                  "expert is their scenario's.", "",
+                  _script("cged").table(path), ""]
+        lines += [f"- {n}" for n in data.get("notes", [])] + [""]
+    return lines
 
 
 def render() -> str:
