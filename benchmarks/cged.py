@@ -126,7 +126,7 @@ def collect(runs: list[tuple[str, Path]], variants: list[tuple[str, Path]], meth
             for column in COLUMNS:
                 row[column] = metrics.get(column)
                 row[f"{column}_ci95"] = metrics.get(f"{column}_ci95")
-            row.update(_probe(Path(run_dir), method))
+            row.update(_probe(Path(run_dir), method_dir.name))  # the full name: a folder may hold other orders
             row["run"] = str(method_dir)
             method_config = read_saved_config(method_dir / "config.yaml")
             row["esmoe"] = method_config.esmoe.model_dump(mode="json") if method.startswith("esmoe") else None
