@@ -165,13 +165,12 @@ def restore_stages(run: RunDir, config: Config, archive: BenchArchive) -> str | 
     build archived, other data/tokenizer/evaluator/lm settings, or data that differ (their fingerprint:
     the procedural data come out otherwise on this machine)."""
     from l2emg.config import read_saved_config
-    from l2emg.runs import config_differences
+    from l2emg.runs import SHARED_SECTIONS, config_differences
 
     build = archive.stage_build()
     if build is None:
         return f"{archive.stages_dir}: no stage build archived yet"
-    changed = config_differences(read_saved_config(archive.stages_dir / "config.yaml"), config,
-                                 ("data", "tokenizer", "evaluator", "lm"))
+    changed = config_differences(read_saved_config(archive.stages_dir / "config.yaml"), config, SHARED_SECTIONS)
     if changed:
         return f"{archive.stages_dir}: archived with other settings ({', '.join(changed)})"
     data = run.stage_fingerprint()["data"]

@@ -281,21 +281,23 @@ class ESMoE(ContinualMethod):
         # what reaches the LLM: out_proj(h); L_llm trains the block behind h only with `llm_trains_cged`
         # (measured: its gradient, 4× L_emo's in the block, kept the emotion classifier at chance)
         # (without L_emo — the w/o L_emo ablation — L_llm is what trains the block, as in the paper)
-        reach = h if self.options.llm_trains_cged or self.emotion_weight == 0 else h.detach()
+        llm_trains_block = self.options.llm_trains_cged or self.emotion_weight == 0
+        # attention-pooled h (B, d): read by the classifier and the prefix, pooled once
+        pooled_h = self.cged.pooled(h, first) if self.emotion_weight > 0 or self.prefix_tokens else None
         if self.prefix_tokens:
-            pooled_h = self.cged.pooled(h, first)
-            pooled_h = pooled_h if self.options.llm_trains_cged or self.emotion_weight == 0 else pooled_h.detach()
-            prefix = self.prefix_proj(pooled_h).unflatten(-1, (self.prefix_tokens, -1))  # (B, n, d_model)
+            reach = pooled_h if llm_trains_block else pooled_h.detach()
+            prefix = self.prefix_proj(reach).unflatten(-1, (self.prefix_tokens, -1))  # (B, n, d_model)
             self._prefix = (prefix * (self.emotion_scale * self.embedding_rms)).to(embeds.dtype)
             self._emotion_delta = self._prefix.detach().float().pow(2).mean().sqrt() / self.embedding_rms
         else:
+            reach = h if llm_trains_block else h.detach()
             delta = self.cged.to_model(reach) * (self.emotion_scale * self.embedding_rms) * first.unsqueeze(-1)  # (B, P, d_model)
             if prompt_len < length:
                 delta = F.pad(delta, (0, 0, 0, length - prompt_len))
             embeds = embeds + delta.to(embeds.dtype)
             self._emotion_delta = (delta.detach().float().pow(2).sum() / (first.sum() * delta.shape[-1]).clamp(min=1)
                                    ).sqrt() / self.embedding_rms  # RMS of the added part, in embedding RMS units
-        logits = self.classifier(self.cged.pooled(h, first)) if self.emotion_weight > 0 else None  # (B, C)
+        logits = self.classifier(pooled_h) if self.emotion_weight > 0 else None  # (B, C)
         return embeds, gate_input, logits
 
     def _gate_in(self, source: Tensor) -> Tensor:
