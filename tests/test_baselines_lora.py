@@ -18,6 +18,7 @@ from l2emg.continual.checkpoint import load_checkpoint, save_checkpoint  # noqa:
 from l2emg.continual.methods import ScenarioContext  # noqa: E402
 from l2emg.continual.methods.lwf import TEACHER, distillation_kl  # noqa: E402
 from l2emg.continual.methods.olora import orthogonality_loss  # noqa: E402
+from l2emg.labels import SCENARIOS  # noqa: E402
 from l2emg.lm.generate import generate_codes  # noqa: E402
 from l2emg.lm.prompts import encode_prompts  # noqa: E402
 from method_fixtures import (  # noqa: E402
@@ -208,6 +209,28 @@ def test_olora_rank_normalized_orthogonality_weighs_each_module_as_a_base_rank_o
     method.current = 1
     out = method(batch_of(method, ex_b[:4]))
     assert math.isclose(float(out["orth_loss"]), normalized, rel_tol=1e-5)  # what the option trains on
+
+
+def test_olora_rank_pattern_gives_olora_alone_its_own_ranks_and_the_default_fits_every_scenario(tokenizer):
+    # lora.rank 4; the budget's rank_pattern: embed_tokens 8, lm_head 6; O-LoRA's own: lm_head 2 (alpha 2)
+    own = [*EMBEDDING_LORA, "olora.rank_pattern={lm_head: 2}", "olora.alpha_pattern={lm_head: 2}"]
+    olora, seqlora = make_method(tokenizer, "olora", extra=own), make_method(tokenizer, "seqlora", extra=own)
+    ranks = [{name: (layer.rank, layer.scaling) for name, layer in m.bank.layers.items()} for m in (olora, seqlora)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name in ranks[0]:
+        if name.endswith("lm_head"):
+            assert ranks[0][name] == (2, 1.0) and ranks[1][name][0] == 6
+        else:  # the budget's
+            assert ranks[0][name] == ranks[1][name] and ranks[0][name][0] == (8 if "embed_tokens" in name else 4)
+    ex_a, ex_b = examples_for(olora, SCENARIO_A, "A"), examples_for(olora, SCENARIO_B, "B")
+    train(olora, 0, ex_a, updates=1)
+    train(olora, 1, ex_b, updates=1)
+    head = next(layer for name, layer in olora.bank.layers.items() if name.endswith("lm_head"))
+    assert [tuple(a.shape) for a in head.lora_A] == [(2, head.in_features)] * 2
+    # The default profile: the LoRAs of all scenarios fit lm_head's input, orthogonally (Σ r ≤ hidden size).
+    default = load_config("default")
+    assert len(SCENARIOS) * default.olora.rank_pattern["lm_head"] <= default.lm.tiny_hidden
+    assert len(SCENARIOS) * default.lora.rank_pattern["lm_head"] > default.lm.tiny_hidden  # why it differs
 
 
 # ---- SAPT -------------------------------------------------------------------------------------------

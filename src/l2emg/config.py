@@ -555,6 +555,11 @@ class OLoRAConfig(MethodOptions):
                                 "(none, official) or × (lora.rank / its rank)², so that a rank_pattern module (r 64 on "
                                 "embed_tokens / lm_head) weighs as a lora.rank one (rank; the same as none when every "
                                 "module has lora.rank)")
+    rank_pattern: dict[str, int] = Field(
+        {}, description="ranks of O-LoRA's LoRAs where they differ from lora.rank_pattern (merged over it), e.g. "
+                        "{lm_head: 32}: orthogonal subspaces for every scenario need Σ ranks ≤ the module's input size")
+    alpha_pattern: dict[str, float] = Field(
+        {}, description="alphas of O-LoRA's LoRAs where they differ from lora.alpha_pattern (merged over it)")
 
 
 @register_method_options

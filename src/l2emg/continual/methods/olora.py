@@ -37,6 +37,16 @@ module's sum × (lora.rank / r)², so a rank-64 module weighs as a rank-8 one; i
 when every module has lora.rank) gave 0.279, 0.298, 0.318 and 0.289: the default profile sets λ1 = 0.005
 (the numbers per scenario are in the `olora:` section of configs/default.yaml). The paper profile keeps
 the official 0.5.
+
+Where the budget's rank does not fit the method: orthogonal subspaces for every scenario need the
+scenarios' ranks to sum to at most the module's input size. lm_head's input is the hidden size (256 in
+the default profile); eight rank-64 LoRAs would need 512. Measured on the full stream
+(`benchmarks/olora_forgetting.py`): at rank 64 the 5th to 8th LoRAs on lm_head have all of their energy
+in the older LoRAs' subspace (the constraint cannot hold), and all scenarios' top-1 falls over the last
+two steps. `olora.rank_pattern` / `olora.alpha_pattern` give O-LoRA its own ranks where they must differ
+from the budget (merged over `lora.rank_pattern`): the default profile sets lm_head to 32 (8 × 32 = 256),
+everything else keeps the budget (attention r 8 × 8 = 64 of 256; the input embeddings' A reads the
+vocabulary). The paper profile keeps the budget.
 """
 
 from __future__ import annotations
@@ -89,7 +99,11 @@ class OLoRA(ContinualMethod):
 
     # -- set-up / lifecycle -------------------------------------------------------------------------
     def setup(self) -> None:
-        self.bank = inject_experts_from_config(self.model, self.config.lora)
+        lora = self.config.lora
+        if self.options.rank_pattern or self.options.alpha_pattern:  # olora.rank_pattern: the budget where it fits
+            lora = lora.model_copy(update={"rank_pattern": {**lora.rank_pattern, **self.options.rank_pattern},
+                                           "alpha_pattern": {**lora.alpha_pattern, **self.options.alpha_pattern}})
+        self.bank = inject_experts_from_config(self.model, lora)
         self.freeze_backbone()
 
     def begin_scenario(self, step: int, ctx: ScenarioContext) -> None:
