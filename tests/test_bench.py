@@ -3,6 +3,7 @@ schema, --export), one Table-2 row drawn alike by its four writers, shard worker
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -450,6 +451,26 @@ def test_dry_run_estimate_comes_from_measured_costs(tmp_path):
     assert estimates[("olora", "mixed", 3)].core_seconds == 1000.0
     with pytest.raises(ConfigError, match="seqlora"):
         estimate_costs(planned, {"runs": []}, ratios)
+
+
+def test_dry_run_says_when_the_costs_were_measured_on_another_profile(tmp_path):
+    """Costs measured on the default profile (the 4 M model) are not a SmolLM2 plan's: the dry run says so."""
+    from typer.testing import CliRunner
+
+    from l2emg.cli import app
+
+    def run(profile):
+        return {"profile": profile, "core_seconds": 600.0, "phases": {"forward": 200.0, "backward": 200.0}}
+
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps({"machine": {"cpu": "test"}, "evaluation": {"eval_protocol": "redrawn",
+                                 "eval_cells": "needed"}, "runs": [{"method": "seqlora", "details": {"after": run("default")}}]}))
+    args = ["bench", "--dry-run", "--methods", "seqlora", "--splits", "unseen", "--orders", "1",
+            "--run-dir", str(tmp_path / "run"), "--costs", str(costs)]
+    outputs = {name: " ".join(CliRunner().invoke(app, [*args, "--profile", name]).output.split())
+               for name in ("default", "smollm2")}
+    assert "10.0" in outputs["default"] and "measured profile" not in outputs["default"]
+    assert "measured profile default; this plan runs profile smollm2" in outputs["smollm2"]
 
 
 def test_figure4_draws_the_split_where_the_run_folder_holds_the_most_continual_methods():

@@ -129,6 +129,14 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
     if mine:
         console.print(f"{', '.join(mine)}: the mean CPU seconds their finished runs in {run_dir}"
                       + (f" or {archive}" if archive is not None else "") + " recorded, instead", soft_wrap=True)
+    # Costs measured on another profile (another backbone: SmolLM2 is ~35x the 4 M model) do not apply.
+    profiles = sorted({str(d.get("profile")) for r in profile.get("runs", []) for d in (r.get("details") or {}).values()})
+    if config is not None and profiles and profiles != [config.profile] \
+            and any(not e.source.startswith("recorded") for e in estimates):
+        console.print(f"[yellow]note[/]: {costs} measured profile {', '.join(profiles)}; this plan runs profile "
+                      f"{config.profile} (backbone {config.lm.backbone or 'the 4 M LLaMA'}): the estimates not marked "
+                      "recorded are that profile's costs, not this one's (finished runs of this plan, once there "
+                      "are some, are used instead)", soft_wrap=True)
     # The stream profile records the evaluation it was measured with (before it did: the fixed protocol,
     # every cell); a plan evaluated otherwise costs otherwise.
     measured = (profile.get("evaluation") or {"eval_protocol": "fixed", "eval_cells": "all"})
