@@ -7,7 +7,8 @@ the tree before and after, then compare. Weights (safetensors) must hold bit-ide
 (arrays, images) must be byte-identical;
 JSON files must be equal after dropping timing fields and fields that hold the run folder's own path;
 Markdown reports must be equal after the same normalisation of their text. Lock files (who held
-the folder, when) are not compared. Exit code 1 lists every
+the folder, when) and method runs' train.log (how the run went: its times, and a resumed run's
+extra lines) are not compared. Exit code 1 lists every
 difference.
 """
 
@@ -24,6 +25,7 @@ VOLATILE_KEYS = {"finished_at", "seconds", "elapsed_s", "train_seconds", "timing
                  "path", "out_dir", "root", "source", "backbone", "created_at", "elapsed"}
 VOLATILE_SUFFIXES = ("_s", "_seconds")
 TEXT_FILES = {".md", ".yaml", ".txt", ".csv"}
+NOT_COMPARED = {".lock", "train.log"}
 
 
 def _clean(value, root: str):
@@ -58,8 +60,8 @@ def _safetensors(path: Path, root: str) -> tuple[dict, dict]:
 
 
 def compare(a: Path, b: Path) -> list[str]:
-    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != ".lock"}
-    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != ".lock"}
+    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in NOT_COMPARED}
+    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in NOT_COMPARED}
     problems = [f"only in {a}: {p}" for p in sorted(files_a - files_b)]
     problems += [f"only in {b}: {p}" for p in sorted(files_b - files_a)]
     for rel in sorted(files_a & files_b):

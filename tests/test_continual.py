@@ -64,6 +64,14 @@ def test_killed_stream_resumes_to_identical_metrics(tiny_run_copy, tiny_config, 
     assert resumed.method_run.report_path.exists() and resumed.method_run.metrics_path.exists()
     assert "FR" in metrics
 
+    # train.log: the start, two steps, the resume, the last step and the finish, one line each, in order
+    lines = resumed.method_run.log_path.read_text().splitlines()
+    kinds = [line.split(" ", 2)[2].split(":")[0].split(" of ")[0] for line in lines]
+    assert kinds == ["start", "step 1/3 " + a["scenarios"][0], "step 2/3 " + a["scenarios"][1],
+                     "resume after step 2", "step 3/3 " + a["scenarios"][2], "finished"], lines
+    assert f"loss {first['first_loss']:.3f} -> {first['last_loss']:.3f}" in lines[1]
+    assert "; evaluation " in lines[1] and "AWF" in lines[-1]  # (the tiny runs' test sets are too small for top-1)
+
 
 def test_code_corruption_replaces_only_motion_codes():
     from l2emg.continual.examples import corrupt_motion_codes

@@ -238,6 +238,7 @@ class MethodRunDir:
         progress.json            finished steps
         checkpoints/step_XX/     the method's checkpoint after step XX (`l2emg.continual.checkpoint`)
         results.json             per-step, per-scenario metrics (`l2emg.eval.continual_metrics`' format)
+        train.log                one line per start, resume, finished step and finish (`tail -f` it)
         adapter.json             written when the stream is finished: the method and its final checkpoint
         report.md, metrics.json, continual_metrics.json, figures/, samples/   the report
         learned.json             scenarios learned after the stream (`l2emg learn`), in order
@@ -267,6 +268,10 @@ class MethodRunDir:
     @property
     def adapter_path(self) -> Path:
         return self.path / "adapter.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
 
     @property
     def report_path(self) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from l2emg.config import Config
@@ -56,6 +57,24 @@ from l2emg.utils.schedule import make_optimizer, make_scheduler
 from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
 
 console = Console(stderr=True)
+
+def step_line(step: int, total: int, entry: dict[str, Any]) -> str:
+    """One finished step for train.log: its training, its evaluation and the top-1 on the scenario just learned."""
+    train = entry["train"]
+    line = (f"step {step + 1}/{total} {entry['scenario']}: {train.get('updates')} updates, loss "
+            f"{train.get('first_loss', float('nan')):.3f} -> {train.get('last_loss', float('nan')):.3f}, training "
+            f"{train.get('seconds', 0):.0f} s (CPU {train.get('cpu_seconds', 0):.0f} s)")
+    if "eval_seconds" in entry:
+        line += f"; evaluation {entry['eval_seconds']:.0f} s (CPU {entry.get('eval_cpu_seconds', 0):.0f} s)"
+    top1 = [v["r_precision_top1"]["mean"] for v in (entry.get("results") or {}).values()
+            if isinstance(v, dict) and v.get("r_precision_top1")]
+    own = ((entry.get("results") or {}).get(entry["scenario"]) or {}).get("r_precision_top1")
+    if own:
+        line += f"; top-1 on it {own['mean']:.3f}"
+    if top1:
+        line += f", mean over the {len(top1)} scored {sum(top1) / len(top1):.3f}"
+    return line
+
 
 class StreamTrainer:
     """Runs one method over one stream inside a prepared run directory (see `l2emg.pipeline`)."""
@@ -465,6 +484,10 @@ class StreamTrainer:
         if acc.is_main_process:
             console.print(f"[bold]{self.method_run.name}[/]: {len(steps)} steps on {acc.num_processes} process(es) "
                           f"({acc.distributed_type.value}, device {acc.device})")
+            env = self._environment()
+            self._log(f"{'resume after step ' + str(done) if done else 'start'} of {len(steps)} steps: "
+                      f"{acc.num_processes} process(es), device {acc.device}, {env['precision']}, {env['threads']} "
+                      f"thread(s), {env['cpu']}")
         if done:
             if acc.is_main_process:
                 self._check_environment()
@@ -483,10 +506,19 @@ class StreamTrainer:
                 save_json(self.method_run.results_path, results)
                 save_json(self.method_run.progress_path, {"finished_steps": step + 1, "total_steps": len(steps),
                                                           "environment": self._environment(), "stages": stages})
+                self._log(step_line(step, len(steps), results["steps"][-1]))
             acc.wait_for_everyone()
             if self.stop_after_step is not None and step >= self.stop_after_step:
                 break
         if acc.is_main_process and self.finished_steps() == len(steps):
             self.method_run.mark_finished(self.method_name, len(steps) - 1)
-            self.write_report(results)
+            metrics = self.write_report(results)
+            self._log("finished: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AR", "AWF", "FR")
+                                               if isinstance(metrics.get(k), (int, float))))
         return results
+
+    def _log(self, line: str) -> None:
+        """One line into the method run's train.log (appended, with the time) and on the console."""
+        with open(self.method_run.log_path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        console.print(f"[bold]{self.method_run.name}[/]: {escape(line)}", soft_wrap=True, highlight=False)
