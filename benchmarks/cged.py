@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ def collect(runs: list[tuple[str, Path]], variants: list[tuple[str, Path]], meth
                 row[f"{column}_ci95"] = metrics.get(f"{column}_ci95")
             row.update(_probe(Path(run_dir), method_dir.name))  # the full name: a folder may hold other orders
             row["run"] = str(method_dir)
+            progress = method_dir / "progress.json"
+            row["cpu"] = (load_json(progress).get("environment") or {}).get("cpu") if progress.exists() else None
             method_config = read_saved_config(method_dir / "config.yaml")
             row["esmoe"] = method_config.esmoe.model_dump(mode="json") if method.startswith("esmoe") else None
             rows.append(row)
@@ -155,6 +158,46 @@ def table(path: Path = OUT) -> str:
         lines.append(f"| {row['data']} | {row['method']} | {row.get('variant', 'default')} | "
                      + " | ".join(cell(row, c) for c in COLUMNS)
                      + f" | {'–' if ratio is None else f'{ratio:.3f}'} | {'–' if routing is None else f'{routing:.2f}'} |")
+    seeds = seeds_table(data["rows"])
+    return "\n".join(lines) + ("\n\n" + seeds if seeds else "")
+
+
+SEED_VARIANT = re.compile(r"^(default|seed(\d+))$")  # "default" is train.seed 0
+
+
+def seeds_table(rows: list[dict]) -> str:
+    """Per method with runs on two or more training seeds (variants default = seed 0, seed1, seed2, …;
+    data `scenario`): the mean over seeds ± the 95 % t half-width over them, and the difference from
+    ES-MoE on the same seed (paired), mean ± t half-width."""
+    from scipy import stats
+
+    by: dict[str, dict[int, dict]] = {}
+    for row in rows:
+        match = SEED_VARIANT.match(row.get("variant", "default"))
+        if row["data"] == "scenario" and match:
+            by.setdefault(row["method"], {})[int(match.group(2) or 0)] = row
+    multi = {m: seeds for m, seeds in by.items() if len(seeds) >= 2}
+    if "esmoe" not in multi:
+        return ""
+
+    def mean_ci(values: list[float], signed: bool = False) -> str:
+        arr = np.asarray(values, dtype=float)
+        half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))
+        return f"{arr.mean():{'+' if signed else ''}.3f} ± {half:.3f}"
+
+    columns = ("AR", "AWF", "AWF_trained")
+    lines = ["Over training seeds (train.seed; mean ± 95 % t half-width over the seeds), and each method minus "
+             "ES-MoE on the same seed:", "",
+             "| method | seeds | " + " | ".join(columns) + " | " + " | ".join(f"Δ{c} vs ES-MoE" for c in columns) + " |",
+             "|---|---|" + "---|" * (2 * len(columns))]
+    full = multi["esmoe"]
+    for method, seeds in multi.items():
+        cells = [mean_ci([seeds[k][c] for k in sorted(seeds)]) for c in columns]
+        paired = sorted(set(seeds) & set(full))
+        diffs = ["–" if method == "esmoe" or len(paired) < 2 else
+                 mean_ci([seeds[k][c] - full[k][c] for k in paired], signed=True) for c in columns]
+        lines.append(f"| {method} | {', '.join(map(str, sorted(seeds)))} | " + " | ".join(cells) + " | "
+                     + " | ".join(diffs) + " |")
     return "\n".join(lines)
 
 
@@ -214,17 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--note", action="append", default=[], help="a line printed under the table in docs/results.md")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of --out that this call does not collect (same data, method and variant: "
+                             "replaced), e.g. rows whose run folders are gone; and its notes unless --note is given")
     args = parser.parse_args(argv)
     pairs = [tuple(item.split("=", 1)) for item in args.run]
     variants = [tuple(item.split("=", 1)) for item in args.variant]
     rows = collect([(d, Path(p)) for d, p in pairs], [(v, Path(p)) for v, p in variants], args.methods)
+    notes = args.note
+    if args.keep and args.out.exists():
+        old = load_json(args.out)
+        new = {(r["data"], r["method"], r.get("variant", "default")) for r in rows}
+        rows = [r for r in old["rows"] if (r["data"], r["method"], r.get("variant", "default")) not in new] + rows
+        notes = notes or old.get("notes", [])
     save_json(args.out, {
         "rows": rows,
         "machine": machine(),
         "date": dt.date.today().isoformat(),
         "protocol": "default profile, Unseen order 1, seed 0; CIs: 1.96·σ/√R over the evaluator's "
                     "repeats (R = evaluator.eval_repeats) of each cell, averaged as AR's",
-        "notes": args.note,
+        "notes": notes,
     })
     print(args.out)
     return 0
