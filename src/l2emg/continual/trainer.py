@@ -513,8 +513,9 @@ class StreamTrainer:
         if acc.is_main_process and self.finished_steps() == len(steps):
             self.method_run.mark_finished(self.method_name, len(steps) - 1)
             metrics = self.write_report(results)
-            self._log("finished: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AR", "AWF", "FR")
-                                               if isinstance(metrics.get(k), (int, float))))
+            self._log("finished: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("AR", "AWF")
+                                               if isinstance(metrics.get(k), (int, float)))
+                      + (f", FR {100 * metrics['FR']:.1f} points" if isinstance(metrics.get("FR"), (int, float)) else ""))
         return results
 
     def _log(self, line: str) -> None:
