@@ -169,7 +169,7 @@ def seeds_table(rows: list[dict]) -> str:
     """Per method with runs on two or more training seeds (variants default = seed 0, seed1, seed2, …;
     data `scenario`): the mean over seeds ± the 95 % t half-width over them, and the difference from
     ES-MoE on the same seed (paired), mean ± t half-width."""
-    from scipy import stats
+    from l2emg.eval.metrics import mean_ci as summary
 
     by: dict[str, dict[int, dict]] = {}
     for row in rows:
@@ -181,9 +181,8 @@ def seeds_table(rows: list[dict]) -> str:
         return ""
 
     def mean_ci(values: list[float], signed: bool = False) -> str:
-        arr = np.asarray(values, dtype=float)
-        half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))
-        return f"{arr.mean():{'+' if signed else ''}.3f} ± {half:.3f}"
+        s = summary(values)  # the t half-width over runs, as Table 2's over orders
+        return f"{s['mean']:{'+' if signed else ''}.3f} ± {s['ci95']:.3f}"
 
     columns = ("AR", "AWF", "AWF_trained")
     lines = ["Over training seeds (train.seed; mean ± 95 % t half-width over the seeds), and each method minus "

@@ -59,10 +59,14 @@ def adapters(run: Path) -> dict[str, dict[str, list]]:
     """{module: {"A": [A_0 …], "B": [B_0 …]}} of the run's last checkpoint."""
     from safetensors.torch import load_file
 
-    checkpoints = sorted((run / "checkpoints").glob("step_*/adapters.safetensors"))
-    if not checkpoints:
-        raise SystemExit(f"{run / 'checkpoints'}: no adapters.safetensors (keep the run's checkpoints)")
-    tensors = load_file(str(checkpoints[-1]))
+    from l2emg.continual.checkpoint import ADAPTER_FILE
+    from l2emg.runs import MethodRunDir
+
+    method_run = MethodRunDir(run)
+    path = method_run.checkpoint_dir(method_run.finished_steps() - 1) / ADAPTER_FILE
+    if not path.exists():
+        raise SystemExit(f"{path}: missing (keep the run's checkpoints)")
+    tensors = load_file(str(path))
     modules: dict[str, dict[str, dict[int, object]]] = {}
     for key, value in tensors.items():
         module, _, rest = key.partition(".lora_")
@@ -74,6 +78,8 @@ def adapters(run: Path) -> dict[str, dict[str, list]]:
 
 
 def read_run(setting: str, run: Path) -> dict:
+    import torch
+
     for name in ("results.json", "metrics.json"):
         if not (run / name).exists():
             raise SystemExit(f"{run / name}: missing (is {run} a finished method run folder?)")
@@ -95,8 +101,6 @@ def read_run(setting: str, run: Path) -> dict:
         a = factors["A"]
         # An embedding's A is (r, vocabulary) as a Linear's is (r, in): the same reading applies.
         ranks[group], inputs[group] = int(a[0].shape[0]), int(a[0].shape[1])
-        import torch
-
         overlap[group].append([subspace_overlap(torch.cat(a[:i]), a[i]) for i in range(1, len(a))])
         orth[group].append([float((torch.cat(a[:i]) @ a[i].t()).abs().sum()) for i in range(1, len(a))])
         chance[group] = [min(1.0, i * ranks[group] / inputs[group]) for i in range(1, len(a))]

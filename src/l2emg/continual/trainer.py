@@ -58,6 +58,7 @@ from l2emg.utils.seeding import seed_everything, seeded_generator, step_seed
 
 console = Console(stderr=True)
 
+
 def step_line(step: int, total: int, entry: dict[str, Any]) -> str:
     """One finished step for train.log: its training, its evaluation and the top-1 on the scenario just learned."""
     train = entry["train"]
