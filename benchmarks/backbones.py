@@ -69,11 +69,15 @@ def table() -> None:
               f"{_f(r['AWF'])} ± {_f(r['AWF_ci95'])} | {_f(r['AF'])} ± {_f(r['AF_ci95'])} | {r['updates']} | "
               f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} | {r['threads']} |")
     para = load("paraphrase.json")
-    print("\n| backbone | method | variant | set | OOV words | top-1 | top-3 | emotion F1 | FID |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| backbone | method | variant | data | set | OOV words | top-1 | top-3 | emotion F1 | FID |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in para["rows"]:
-        print(f"| {r['backbone']} | {r['method']} | {r.get('variant') or '–'} | {r['set']} | {r['oov_word_fraction']:.1%} | "
+        print(f"| {r['backbone']} | {r['method']} | {r.get('variant') or '–'} | {r.get('emotion_style', 'shared*')} | "
+              f"{r['set']} | {r['oov_word_fraction']:.1%} | "
               f"{_f(r['top1'])} ± {_f(r['top1_ci95'])} | {_f(r['top3'])} | {_f(r['emotion_f1'])} | {_f(r['fid'])} |")
+    print("\ndata: the run's `data.emotion_style`; * rows written before the JSON recorded it, all on the data of "
+          "then (`shared`; docs/experiments/backbones.md). Each data build has its own test captions, so its own "
+          "paraphrase set (`benchmarks/paraphrase/set.json` holds the last one built).")
     agree = load("precision_agreement.json")
     if agree["rows"]:
         print("\n| backbone | method | decoding | top-1 | emotion F1 | FID |")
@@ -81,8 +85,9 @@ def table() -> None:
         for r in agree["rows"]:
             print(f"| {r['backbone']} | {r['method']} | {r['precision']} | {_f(r['top1'])} ± {_f(r['top1_ci95'])} | "
                   f"{_f(r['emotion_f1'])} | {_f(r['fid'])} ± {_f(r['fid_ci95'])} |")
-    speed = load("backbone_speed.json")
-    if speed["rows"]:
+    for path in sorted(RESULTS.glob("backbone_speed*.json")):
+        speed = json.loads(path.read_text())
+        print(f"\n`{path.name}`:")
         print(f"\n{speed['machine']['cpu']}, bf16 units: {', '.join(speed['machine']['flags_bf16']) or 'none'}, "
               f"{speed['machine']['threads']} threads, load {speed['machine']['load']} ({speed['date']})\n")
         print("| backbone | what | precision | softmax | seconds | tokens/s |")

@@ -280,7 +280,7 @@ def backbones_section() -> list[str]:
     return ["## Backbones: the 4 M LLaMA and SmolLM2-135M-Instruct", "",
             "Method runs, the paraphrase benchmark, bf16/fp32 agreement and step costs "
             "(`benchmarks/backbones.py table`; `backbones.json`, `paraphrase.json`, `precision_agreement.json`, "
-            "`backbone_speed.json`).", "", _printed(_script("backbones").table), ""]
+            "`backbone_speed*.json`).", "", _printed(_script("backbones").table), ""]
 
 
 def cged_section() -> list[str]:
