@@ -448,7 +448,10 @@ def test_dry_run_estimate_comes_from_measured_costs(tmp_path):
     estimates = {(e.run.method, e.run.split, e.run.order): e for e in estimate_costs(planned, profile, ratios, run)}
     assert estimates[("lwf", "mixed", 3)].core_seconds == 500.0 and "recorded (2 runs" in estimates[("lwf", "mixed", 3)].source
     assert estimates[("lwf", "unseen", 1)].finished and not estimates[("lwf", "unseen", 3)].finished
-    assert estimates[("olora", "mixed", 3)].core_seconds == 1000.0
+    # a method without recorded runs: its estimate scaled by the recorded methods' recorded / estimated
+    # (lwf: 500 recorded against 1300 estimated)
+    assert estimates[("olora", "mixed", 3)].core_seconds == pytest.approx(1000.0 * 500.0 / 1300.0)
+    assert "recorded / estimated here" in estimates[("olora", "mixed", 3)].source
     with pytest.raises(ConfigError, match="seqlora"):
         estimate_costs(planned, {"runs": []}, ratios)
 

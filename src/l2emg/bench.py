@@ -287,7 +287,9 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     run where that is not measured either. A split or order is assumed to cost what Unseen order 1 did.
     With `run` (and `store`, an archive), method runs already finished there are marked (they cost
     nothing more), and a method with finished runs there that recorded their CPU seconds costs their
-    mean instead (`recorded`)."""
+    mean instead (`recorded`); the methods without such runs are then scaled by the mean ratio of the
+    recorded costs to their own estimates (the run folder's profile and machine against the stream
+    profile's: a SmolLM2 run folder costs ~10× the default profile's measurement)."""
     measured: dict[str, dict[str, Any]] = {}
     for entry in profile.get("runs", []):
         detail = (entry.get("details") or {}).get(label)
@@ -299,20 +301,28 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     base = measured["seqlora"]
     base_train = sum(float(base["phases"].get(p, 0.0)) for p in TRAIN_PHASES)
     recorded_costs = recorded(run, sorted({p.method for p in planned}), store)
+    estimated: dict[str, tuple[float, str]] = {}
+    for method in sorted({p.method for p in planned}):
+        key = "esmoe" if method.startswith("esmoe") and "esmoe" in measured else method
+        if key in measured:
+            estimated[method] = float(measured[key]["core_seconds"]), f"measured ({key})"
+        elif method in ratios:
+            estimated[method] = (float(base["core_seconds"]) + base_train * (ratios[method] - 1.0),
+                                 f"seqlora × training step {ratios[method]:.2f}")
+        else:
+            estimated[method] = float(base["core_seconds"]), "as seqlora (not measured)"
+    scales = [recorded_costs[m][0] / estimated[m][0] for m in recorded_costs if estimated[m][0] > 0]
+    scale = float(np.mean(scales)) if scales else 1.0
     out = []
     for p in planned:
-        key = "esmoe" if p.method.startswith("esmoe") and "esmoe" in measured else p.method
-        if key in measured:
-            cost, source = float(measured[key]["core_seconds"]), f"measured ({key})"
-        elif p.method in ratios:
-            cost = float(base["core_seconds"]) + base_train * (ratios[p.method] - 1.0)
-            source = f"seqlora × training step {ratios[p.method]:.2f}"
-        else:
-            cost, source = float(base["core_seconds"]), "as seqlora (not measured)"
-        finished = record_of(run, p, store) is not None
         if p.method in recorded_costs:
             cost, source = recorded_costs[p.method]
-        out.append(RunEstimate(p, cost, source, finished))
+        elif scales:
+            cost = estimated[p.method][0] * scale
+            source = f"{estimated[p.method][1]} × {scale:.2f} (recorded / estimated here)"
+        else:
+            cost, source = estimated[p.method]
+        out.append(RunEstimate(p, cost, source, record_of(run, p, store) is not None))
     return out
 
 

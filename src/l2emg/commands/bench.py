@@ -136,7 +136,8 @@ def _dry_run(run_dir: Path, methods: list[str], splits: list[str], orders: list[
         console.print(f"[yellow]note[/]: {costs} measured profile {', '.join(profiles)}; this plan runs profile "
                       f"{config.profile} (backbone {config.lm.backbone or 'the 4 M LLaMA'}): the estimates not marked "
                       "recorded are that profile's costs, not this one's (finished runs of this plan, once there "
-                      "are some, are used instead)", soft_wrap=True)
+                      "are some, are used instead, and scale the others: \"recorded / estimated here\")",
+                      soft_wrap=True)
     # The stream profile records the evaluation it was measured with (before it did: the fixed protocol,
     # every cell); a plan evaluated otherwise costs otherwise.
     measured = (profile.get("evaluation") or {"eval_protocol": "fixed", "eval_cells": "all"})
