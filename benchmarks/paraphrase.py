@@ -119,6 +119,7 @@ def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats
     items = paraphrases["items"]
     ids = [it["motion_id"] for it in items]
     originals = {it["motion_id"]: it["original"] for it in items}
+    cpu = machine()["cpu"]
     rows = []
     for name in sets:
         texts = [it[name] for it in items]
@@ -138,7 +139,7 @@ def score(entry: str, paraphrases: dict, dataset, train_words: set[str], repeats
                      "fid": round(m["fid"]["mean"], 4), "fid_ci95": round(m["fid"]["ci95"], 4),
                      "run": f"{run_dir}/methods/{generator.method_dir.name}" if generator.method_dir else run_dir,
                      "generation_seconds": round(seconds, 1),
-                     "precision": resolve_precision(generator.lm_config.precision), "cpu": machine()["cpu"],
+                     "precision": resolve_precision(generator.lm_config.precision), "cpu": cpu,
                      "emotion_style": config.data.emotion_style})
         print(f"{backbone:14s} {method:8s} {name:9s} top1 {rows[-1]['top1']:.3f}  top3 {rows[-1]['top3']:.3f}  "
               f"emotion F1 {rows[-1]['emotion_f1']:.3f}  FID {rows[-1]['fid']:.3f}  ({seconds:.0f} s)", flush=True)

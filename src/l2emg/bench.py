@@ -289,7 +289,7 @@ def estimate_costs(planned: Sequence[PlannedRun], profile: dict[str, Any], metho
     nothing more), and a method with finished runs there that recorded their CPU seconds costs their
     mean instead (`recorded`); the methods without such runs are then scaled by the mean ratio of the
     recorded costs to their own estimates (the run folder's profile and machine against the stream
-    profile's: a SmolLM2 run folder costs ~10× the default profile's measurement)."""
+    profile's: a SmolLM2 run folder costs ~12× the default profile's measurement)."""
     measured: dict[str, dict[str, Any]] = {}
     for entry in profile.get("runs", []):
         detail = (entry.get("details") or {}).get(label)
