@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from l2emg.bench_report import backbone_name
 from l2emg.config import read_saved_config
 from l2emg.eval.continual_metrics import continual_metrics, matrices_from_results
 from l2emg.runs import RunDir
@@ -123,7 +124,8 @@ def collect(runs: list[tuple[str, Path]], variants: list[tuple[str, Path]], meth
             if not (method_dir / "metrics.json").exists():
                 continue
             metrics = _metrics(method_dir)
-            row: dict[str, Any] = {"data": data, "method": method, "variant": variant}
+            row: dict[str, Any] = {"data": data, "method": method, "variant": variant,
+                                   "profile": config.profile, "backbone": backbone_name(RunDir(run_dir), config)}
             for column in COLUMNS:
                 row[column] = metrics.get(column)
                 row[f"{column}_ci95"] = metrics.get(f"{column}_ci95")
@@ -150,12 +152,12 @@ def table(path: Path = OUT) -> str:
             return "–"
         return f"{value:.3f}" + (f" ± {half:.3f}" if half is not None else "")
 
-    lines = ["| data | method | variant | AR ↑ | AWF ↑ | AWF trained ↑ | AWF held-out ↑ | FR ↓ | CGED input / prompt | routing |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | backbone | method | variant | AR ↑ | AWF ↑ | AWF trained ↑ | AWF held-out ↑ | FR ↓ | CGED input / prompt "
+             "| routing |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in data["rows"]:
         ratio = row.get("cged_input_norm_ratio")
         routing = row.get("routing_accuracy")
-        lines.append(f"| {row['data']} | {row['method']} | {row.get('variant', 'default')} | "
+        lines.append(f"| {row['data']} | {row.get('backbone', 'llama-4m')} | {row['method']} | {row.get('variant', 'default')} | "
                      + " | ".join(cell(row, c) for c in COLUMNS)
                      + f" | {'–' if ratio is None else f'{ratio:.3f}'} | {'–' if routing is None else f'{routing:.2f}'} |")
     seeds = seeds_table(data["rows"])
@@ -273,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "machine": machine(),
         "date": dt.date.today().isoformat(),
-        "protocol": "default profile, Unseen order 1, seed 0; CIs: 1.96·σ/√R over the evaluator's "
+        "protocol": "Unseen order 1 (each row's profile and backbone in its fields; rows without them: the default "
+                    "profile's 4 M LLaMA), seed 0 unless the variant names one; CIs: 1.96·σ/√R over the evaluator's "
                     "repeats (R = evaluator.eval_repeats) of each cell, averaged as AR's",
         "notes": notes,
     })

@@ -293,7 +293,7 @@ def cged_section() -> list[str]:
         data = json.loads(path.read_text())
         machine = data.get("machine", {})
         lines += [f"## {title}", "",
-                  f"Default profile, Unseen order 1, {data.get('date', '')}, {machine.get('cpu', '')} "
+                  f"Unseen order 1, the default profile unless the backbone column says otherwise, {data.get('date', '')}, {machine.get('cpu', '')} "
                   f"(`benchmarks/cged.py`, `benchmarks/results/{name}`). data `scenario`: each emotion expressed "
                   "in each scenario's own way (the default); `shared`: one signature in every scenario. AWF trained / "
                   "held-out: emotion weighted F1 on the test motions of trained / held-out (scenario, emotion) pairs. "
