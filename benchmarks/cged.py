@@ -115,17 +115,19 @@ def _probe(run_dir: Path, method: str, batch: int = 128) -> dict[str, Any]:
 def collect(runs: list[tuple[str, Path]], variants: list[tuple[str, Path]], methods: list[str]) -> list[dict]:
     rows = []
     for label, run_dir, variant in [(d, p, "default") for d, p in runs] + [(None, p, v) for v, p in variants]:
-        config = read_saved_config(RunDir(run_dir).config_path)
+        run = RunDir(run_dir)
+        config = read_saved_config(run.config_path)
+        backbone = backbone_name(run, config)
         data = config.data.emotion_style if label is None else label
         if data != config.data.emotion_style:
             raise SystemExit(f"{run_dir}: its data.emotion_style is {config.data.emotion_style!r}, not {data!r}")
         for method in methods:
-            method_dir = RunDir(run_dir).path / "methods" / f"{method}-unseen-o1"
+            method_dir = run.path / "methods" / f"{method}-unseen-o1"
             if not (method_dir / "metrics.json").exists():
                 continue
             metrics = _metrics(method_dir)
             row: dict[str, Any] = {"data": data, "method": method, "variant": variant,
-                                   "profile": config.profile, "backbone": backbone_name(RunDir(run_dir), config)}
+                                   "profile": config.profile, "backbone": backbone}
             for column in COLUMNS:
                 row[column] = metrics.get(column)
                 row[f"{column}_ci95"] = metrics.get(f"{column}_ci95")
